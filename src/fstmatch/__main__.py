@@ -1,0 +1,3 @@
+from fstmatch.cli import main
+
+raise SystemExit(main())

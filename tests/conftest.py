@@ -1,0 +1,36 @@
+"""Shared fixtures. Expensive artefacts (a micro FST-Synth set, its prepared manifest) are built once
+per test session and shared between pytest-xdist workers through a file lock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from filelock import FileLock
+
+# Tests run two workers on two cores: one thread each keeps them from fighting.
+torch.set_num_threads(1)
+os.environ.setdefault("FSTMATCH_NO_REEXEC", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``shared_cache(name, build)`` -> a folder built once by ``build(folder)`` for all workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder shared by every xdist worker of this run
+
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        folder = root / f"shared-{name}"
+        done = folder.with_suffix(".done")
+        with FileLock(str(folder) + ".lock"):
+            if not done.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                build(folder)
+                done.touch()
+        return folder
+
+    return get
