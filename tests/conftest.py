@@ -34,3 +34,21 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Cal
         return folder
 
     return get
+
+
+@pytest.fixture(scope="session")
+def micro_synth(shared_cache) -> Path:
+    """FST-Synth root generated with the ``micro`` preset (seed 0): the smallest complete FF++ tree."""
+    from fstmatch.synth import generate
+
+    return shared_cache("micro-synth", lambda d: generate(d / "data", preset="micro", seed=0, workers=1)) / "data"
+
+
+@pytest.fixture(scope="session")
+def micro_prepared(shared_cache, micro_synth: Path) -> Path:
+    """``fstmatch prepare`` output of :func:`micro_synth` (4 frames a video); holds ``manifest.jsonl``."""
+    from fstmatch.data import prepare
+
+    return shared_cache(
+        "micro-prepared", lambda d: prepare(micro_synth, d / "prep", frames_per_video=4, workers=1)
+    ) / "prep"
