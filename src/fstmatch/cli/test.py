@@ -1,0 +1,77 @@
+"""``fstmatch test``: detection metrics (SPEC §7) or identity accuracy of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fstmatch.ffpp import COMPRESSIONS, METHODS
+
+HELP = "test a trained model: AUC/ACC/EER/AP/video AUC per method x compression, or identity accuracy"
+DESCRIPTION = """\
+Evaluate a checkpoint on one split of a manifest. Prints a table and writes JSON (default:
+RUN_DIR/metrics.json when --checkpoint is a run directory). Input geometry (canvas, face width,
+scale) comes from the run's config.yaml when there is one; the options below override it.
+
+examples:
+  fstmatch test --data prep/manifest.jsonl --checkpoint runs/det
+  fstmatch test --data prep --checkpoint runs/src/model.safetensors --split train --out src.json
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                   help="run directory or .safetensors file")
+    p.add_argument("--split", default="test", help="split to test on (default: %(default)s)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="metrics JSON (default: RUN_DIR/metrics.json)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", help="fake methods (default all)")
+    p.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, metavar="COMP", help="compressions")
+    p.add_argument("--role", choices=["det", "source", "target", "fstmatching"],
+                   help="what the model predicts (default: from the checkpoint)")
+    p.add_argument("--canvas", type=int, help="aligned face size in px")
+    p.add_argument("--face-width", type=int, help="face width on the canvas in px")
+    p.add_argument("--scale", type=float, help="alignment scale")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fstmatch.data import read_manifest
+    from fstmatch.errors import UserError
+    from fstmatch.models import load_model
+    from fstmatch.train import evaluate, format_table, load_run_config
+    from fstmatch.train.data import select_rows
+    from fstmatch.utils.dist import resolve_device
+    from fstmatch.utils.io import atomic_write_json
+
+    manifest = args.data / "manifest.jsonl" if args.data.is_dir() else args.data
+    if not manifest.is_file():
+        raise UserError(f"manifest not found: {manifest}")
+    ckpt = args.checkpoint
+    if not ckpt.exists():
+        raise UserError(f"checkpoint not found: {ckpt}")
+    geometry = {"canvas": 224, "face_width": None, "scale": 0.9}
+    if ckpt.is_dir() and (ckpt / "config.yaml").is_file():
+        cfg = load_run_config(ckpt)
+        geometry = {"canvas": cfg.input.canvas, "face_width": cfg.input.face_width, "scale": cfg.input.scale}
+    for key in geometry:
+        if getattr(args, key) is not None:
+            geometry[key] = getattr(args, key)
+    model = load_model(ckpt)
+    rows = read_manifest(manifest)
+    rows = select_rows(rows, args.split, args.methods, args.compressions)
+    device = resolve_device(args.device)
+    model.to(device)
+    result = evaluate(model, rows, manifest.parent, role=args.role, batch_size=args.batch_size, device=device,
+                      amp=args.amp, num_workers=args.num_workers, progress=not args.no_progress, **geometry)
+    result.update({"checkpoint": str(ckpt), "manifest": str(manifest), "split": args.split, **geometry})
+    print(format_table(result))
+    out = args.out or (ckpt / "metrics.json" if ckpt.is_dir() else None)
+    if out is not None:
+        atomic_write_json(out, result)
+        print(f"wrote {out}")
+    return 0

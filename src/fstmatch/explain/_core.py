@@ -1,0 +1,327 @@
+"""Shapley values of grid cells: the public :func:`shapley` and its three estimators.
+
+Players are the ``G*G`` cells of a grid over the image; ``v(S)`` is the target logit of the image
+with the cells outside ``S`` replaced by the baseline (SPEC §3). Estimators:
+
+- ``permutation`` (default): permutation walk. One ordering of the cells gives a marginal for every
+  cell by adding cells one at a time. ``v(∅)`` and ``v(all)`` are the same for every ordering, so
+  they are evaluated once per image: ``P`` orderings cost ``2 + P*(G*G - 1)`` forwards per image.
+  Antithetic (default): orderings come in pairs (an ordering, then its reverse); the pair mean is one
+  sample for the standard error. Every ordering's marginals sum to ``v(all) - v(∅)``, so the
+  estimate obeys efficiency exactly.
+- ``reference``: the paper's estimator. For each cell separately, ``m`` random orderings, two forwards
+  each (the cells before it, then plus it): ``2*G*G*m`` forwards per image.
+- ``exact``: all ``2**(G*G)`` coalitions with the Shapley weights (``G*G <= 12``).
+
+The orderings depend only on ``seed`` (shared by all images, drawn one at a time, so a larger budget
+extends a smaller one); batching only changes how coalitions are grouped into forwards.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fstmatch.explain import _utils
+from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
+
+METHODS = ("permutation", "reference", "exact")
+#: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
+#: why) and orderings per cell for ``reference`` (the paper's m).
+DEFAULT_PERMUTATIONS = {"permutation": 64, "reference": 100}
+#: Orderings added per round when stopping on ``max_stderr``.
+ROUND = 16
+#: Largest number of players ``exact`` enumerates (2**12 = 4096 coalitions).
+MAX_EXACT_PLAYERS = 12
+
+
+@dataclass
+class ShapleyResult:
+    """Shapley maps of N images over a G x G grid.
+
+    Attributes:
+        values: (N, G, G) float64, raw (target-logit units). For ``permutation`` and ``exact`` the
+            cells of an image sum to ``v_full - v_empty`` (efficiency) up to float error.
+        stderr: (N, G, G) float64 standard error of each value (0 for ``exact``; NaN when there is
+            a single sample: one antithetic pair, one ordering, m = 1).
+        n_forward: (N,) int64 forward passes (masked images) spent on each image.
+        n_permutations: (N,) int64 orderings used per image (per cell for ``reference``; 0 for exact).
+        targets: (N,) int64 the explained class of each image.
+        v_full, v_empty: (N,) float64 target logit of the whole image and of the baseline
+            (``None`` for ``reference``, which does not evaluate them).
+        method, grid, seed, dtype: how the maps were made.
+    """
+
+    values: torch.Tensor
+    stderr: torch.Tensor
+    n_forward: torch.Tensor
+    n_permutations: torch.Tensor
+    targets: torch.Tensor
+    v_full: torch.Tensor | None
+    v_empty: torch.Tensor | None
+    method: str
+    grid: int
+    seed: int
+    dtype: str = "float32"
+    extra: dict = field(default_factory=dict)
+
+    def normalized(self, eps: float = 1e-12) -> torch.Tensor:
+        """Maps divided by their L2 norm over the G*G cells (SPEC §3): (N, G, G); all-zero maps stay 0."""
+        norm = self.values.flatten(1).norm(dim=1).clamp_min(eps)
+        return self.values / norm.view(-1, 1, 1)
+
+    @property
+    def total_forward(self) -> int:
+        """Forward passes spent on all images together."""
+        return int(self.n_forward.sum())
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+
+def shapley(
+    model: nn.Module | Model,
+    images: torch.Tensor,
+    targets: torch.Tensor | Sequence[int] | int,
+    grid: int = 16,
+    n_permutations: int | None = None,
+    method: str = "permutation",
+    antithetic: bool = True,
+    baseline: str | float | torch.Tensor = "zero",
+    batch_size: int = 256,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    max_stderr: float | None = None,
+    progress: bool = False,
+    optimize: bool = True,
+    distributed: bool | None = None,
+) -> ShapleyResult:
+    """Shapley values of the G x G grid cells of each image for the target logit.
+
+    Args:
+        model: a ``torch.nn.Module`` or callable mapping float (B, C, H, W) to logits (B, K). Masking
+            acts on the model's input as given: fstmatch models take [0, 1] pixels and normalise
+            inside, so the zero baseline means black pixels. A module in train mode is run in eval
+            mode (with a warning) and restored afterwards; the module itself is never modified.
+        images: (N, C, H, W) float; H and W must be multiples of ``grid``.
+        targets: (N,) class indices (or one int for all images); the value is ``logits[:, target]``.
+        grid: cells per side (G); G*G players.
+        n_permutations: orderings per image (``permutation``, default 64, rounded up to even when
+            antithetic; the cap when ``max_stderr`` is set) or orderings per cell (``reference``,
+            the paper's m, default 100). Ignored by ``exact``.
+        method: ``"permutation"``, ``"reference"`` or ``"exact"`` (G*G <= 12).
+        antithetic: pair each ordering with its reverse (``permutation`` only).
+        baseline: ``"zero"``, ``"mean"`` (per-image mean colour), ``"blur"`` (Gaussian, sigma = one
+            cell), a number, or a tensor broadcastable to (N, C, H, W).
+        batch_size: masked images per forward pass; bounds peak memory.
+        seed: seeds the orderings (the same orderings for every image).
+        dtype: e.g. ``torch.bfloat16``: run a copy of the model with weights (and inputs) in that
+            dtype (autocast for a plain callable). Faster on CPUs with AMX, adds noise (docs).
+        max_stderr: ``permutation`` only: add orderings in rounds of 16 until every cell's standard
+            error is below this (per image), or the cap is reached; ``n_forward`` reports the spend.
+        progress: show a tqdm bar (forwards) on stderr.
+        optimize: run a deep copy with BatchNorm folded into convolutions and channels_last memory
+            format (same values up to float rounding); False calls the model as given.
+        distributed: split the images across ``torch.distributed`` ranks and gather the result on
+            every rank (all ranks must pass the same images). ``None``: when a process group with
+            more than one rank is initialised.
+
+    Returns:
+        :class:`ShapleyResult` with float64 CPU tensors.
+
+    Raises:
+        ShapleyInputError (a ``UserError`` and a ``ValueError``): bad arguments, a grid that does not
+        divide the image, targets out of range, non-finite logits, ``exact`` on a large grid.
+    """
+    if method not in METHODS:
+        raise ShapleyInputError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ShapleyInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    cell = _utils.check_images(images, grid)
+    tg = _utils.check_targets(targets, images.shape[0])
+    n_players = grid * grid
+    if method == "exact":
+        if n_players > MAX_EXACT_PLAYERS:
+            raise ShapleyInputError(
+                f"method='exact' enumerates 2**{n_players} = {2 ** n_players:,} coalitions for grid={grid}; "
+                f"it is limited to grid*grid <= {MAX_EXACT_PLAYERS} (4,096 coalitions): use 'permutation'"
+            )
+        n_perm = 0
+    else:
+        n_perm = DEFAULT_PERMUTATIONS[method] if n_permutations is None else n_permutations
+        if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
+            raise ShapleyInputError(f"n_permutations must be a positive integer, got {n_permutations!r}")
+        if method == "permutation" and antithetic and n_perm % 2:
+            n_perm += 1
+    if max_stderr is not None:
+        if method != "permutation":
+            raise ShapleyInputError("max_stderr applies to method='permutation' only")
+        if not max_stderr > 0:
+            raise ShapleyInputError(f"max_stderr must be > 0, got {max_stderr!r}")
+
+    from fstmatch.explain import _dist
+
+    if distributed is None:
+        distributed = _dist.world_size() > 1
+    run = dict(grid=grid, cell=cell, method=method, n_perm=n_perm, antithetic=antithetic,
+               baseline=baseline, batch_size=batch_size, seed=seed, dtype=dtype,
+               max_stderr=max_stderr, progress=progress, optimize=optimize)
+    if distributed and _dist.world_size() > 1:
+        return _dist.sharded(_run_local, model, images, tg, run)
+    return _run_local(model, images, tg, **run)
+
+
+def _run_local(
+    model: Model, images: torch.Tensor, targets: torch.Tensor, *, grid: int, cell: tuple[int, int],
+    method: str, n_perm: int, antithetic: bool, baseline, batch_size: int, seed: int,
+    dtype: torch.dtype | None, max_stderr: float | None, progress: bool, optimize: bool,
+) -> ShapleyResult:
+    device = _utils.model_device(model, images)
+    x = images.detach().to(device)
+    base = _utils.make_baseline(baseline, x, cell).detach()
+    n, n_players = x.shape[0], grid * grid
+    total = _planned_forwards(method, n, n_players, n_perm, antithetic, max_stderr)
+    bar = _progress_bar(total, progress)
+    try:
+        with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device) as (fn, in_dtype):
+            vf = ValueFunction(
+                fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
+                channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
+            )
+            if method == "exact":
+                est = _exact(vf, n, n_players)
+            elif method == "reference":
+                est = _reference(vf, n, n_players, n_perm, seed)
+            else:
+                est = _permutation(vf, n, n_players, n_perm, antithetic, seed, max_stderr)
+    finally:
+        if bar is not None:
+            bar.close()
+    values, stderr, n_used, v_full, v_empty = est
+    return ShapleyResult(
+        values=values.view(n, grid, grid), stderr=stderr.view(n, grid, grid), n_forward=vf.n_forward,
+        n_permutations=n_used, targets=targets.clone(), v_full=v_full, v_empty=v_empty, method=method,
+        grid=grid, seed=seed, dtype=str(dtype or images.dtype).replace("torch.", ""),
+    )
+
+
+def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max_stderr: float | None) -> int:
+    if method == "exact":
+        return n * 2**p
+    if method == "reference":
+        return n * 2 * p * m
+    return n * (2 + m * (p - 1))
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="fwd", file=sys.stderr, desc="shapley", dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Estimators. Each returns (values (N, P), stderr (N, P), n_used (N,), v_full, v_empty).
+
+Estimate = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def _draw_orderings(gen: torch.Generator, count: int, n_players: int, antithetic: bool) -> torch.Tensor:
+    """(count, P) orderings; antithetic: [pi_0, reversed pi_0, pi_1, reversed pi_1, ...].
+
+    Drawn one at a time so the sequence does not depend on how many are asked for at once.
+    """
+    if antithetic:
+        base = [torch.randperm(n_players, generator=gen) for _ in range(count // 2)]
+        return torch.stack([o for b in base for o in (b, b.flip(0))])
+    return torch.stack([torch.randperm(n_players, generator=gen) for _ in range(count)])
+
+
+def _permutation(
+    vf: ValueFunction, n: int, n_players: int, n_perm: int, antithetic: bool, seed: int, max_stderr: float | None
+) -> Estimate:
+    ends = vf.evaluate(torch.arange(n), torch.stack([torch.zeros(n_players, dtype=torch.bool),
+                                                     torch.ones(n_players, dtype=torch.bool)]))
+    v_empty, v_full = ends[:, 0], ends[:, 1]
+    group = 2 if antithetic else 1  # orderings per independent sample
+    s1 = torch.zeros(n, n_players, dtype=torch.float64)  # sum of samples
+    s2 = torch.zeros(n, n_players, dtype=torch.float64)  # sum of squared samples
+    k = torch.zeros(n, dtype=torch.long)  # samples per image
+    active = torch.arange(n)
+    gen = torch.Generator().manual_seed(seed)
+    drawn = 0
+    sizes = torch.arange(1, n_players).view(1, -1, 1)  # prefix lengths 1..P-1
+    while drawn < n_perm and active.numel():
+        count = n_perm - drawn if max_stderr is None else min(ROUND, n_perm - drawn)
+        orders = _draw_orderings(gen, count, n_players, antithetic)  # (c, P)
+        drawn += count
+        pos = orders.argsort(dim=1)  # (c, P) position of each cell in each ordering
+        coalitions = (pos.unsqueeze(1) < sizes).reshape(-1, n_players)  # (c*(P-1), P)
+        v = vf.evaluate(active, coalitions).view(active.numel(), count, n_players - 1)
+        a = active.numel()
+        walk = torch.cat([v_empty[active].view(a, 1, 1).expand(a, count, 1), v,
+                          v_full[active].view(a, 1, 1).expand(a, count, 1)], dim=2)
+        marg = walk.diff(dim=2).gather(2, pos.unsqueeze(0).expand(a, -1, -1))  # (a, c, P) by cell
+        samples = marg.view(a, count // group, group, n_players).mean(dim=2)
+        s1[active] += samples.sum(dim=1)
+        s2[active] += (samples**2).sum(dim=1)
+        k[active] += count // group
+        if max_stderr is not None:
+            se = _stderr(s1[active], s2[active], k[active])
+            done = (se.amax(dim=1) < max_stderr) & (k[active] >= 2)
+            active = active[~done]
+    return s1 / k.view(-1, 1), _stderr(s1, s2, k), k * group, v_full, v_empty
+
+
+def _stderr(s1: torch.Tensor, s2: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Standard error of the mean from sums (N, P) and counts (N,); NaN where k < 2."""
+    kf = k.to(torch.float64).view(-1, 1)
+    var = ((s2 - s1**2 / kf) / (kf - 1)).clamp_min(0)
+    se = (var / kf).sqrt()
+    return torch.where(kf >= 2, se, torch.full_like(se, math.nan))
+
+
+def _reference(vf: ValueFunction, n: int, n_players: int, m: int, seed: int) -> Estimate:
+    """Per cell i: m orderings; coalitions 'before i' and 'before i plus i' (SPEC §3)."""
+    gen = torch.Generator().manual_seed(seed)
+    marg_sum = torch.zeros(n, n_players, dtype=torch.float64)
+    marg_sq = torch.zeros(n, n_players, dtype=torch.float64)
+    # Cells in chunks so the coalition table stays small (<= ~2M booleans) for any m.
+    chunk = max(1, (1 << 21) // (2 * m * n_players))
+    for c0 in range(0, n_players, chunk):
+        cells = torch.arange(c0, min(c0 + chunk, n_players))
+        orders = torch.stack([torch.randperm(n_players, generator=gen) for _ in range(cells.numel() * m)])
+        pos = orders.argsort(dim=1).view(cells.numel(), m, n_players)
+        before = pos < pos.gather(2, cells.view(-1, 1, 1).expand(-1, m, 1))  # (c, m, P)
+        with_i = before.clone()
+        with_i[torch.arange(cells.numel()), :, cells] = True
+        coalitions = torch.stack([before, with_i], dim=2).view(-1, n_players)  # (c*m*2, P)
+        v = vf.evaluate(torch.arange(n), coalitions).view(n, cells.numel(), m, 2)
+        marg = v[..., 1] - v[..., 0]  # (n, c, m)
+        marg_sum[:, cells] = marg.sum(dim=2)
+        marg_sq[:, cells] = (marg**2).sum(dim=2)
+    k = torch.full((n,), m, dtype=torch.long)
+    return marg_sum / m, _stderr(marg_sum, marg_sq, k), k, None, None
+
+
+def _exact(vf: ValueFunction, n: int, n_players: int) -> Estimate:
+    """phi_i = sum over S not containing i of |S|! (P-|S|-1)! / P! * (v(S + i) - v(S))."""
+    codes = torch.arange(2**n_players)
+    bits = 1 << torch.arange(n_players)
+    coalitions = (codes.view(-1, 1) & bits) != 0  # (2^P, P), coalition c has code c
+    v = vf.evaluate(torch.arange(n), coalitions)  # (n, 2^P)
+    size = coalitions.sum(dim=1)
+    weight = torch.tensor([math.factorial(s) * math.factorial(n_players - s - 1) / math.factorial(n_players)
+                           for s in range(n_players)], dtype=torch.float64)
+    values = torch.zeros(n, n_players, dtype=torch.float64)
+    for i in range(n_players):
+        without = codes[(codes & (1 << i)) == 0]
+        values[:, i] = ((v[:, without | (1 << i)] - v[:, without]) * weight[size[without]]).sum(dim=1)
+    zeros = torch.zeros(n, dtype=torch.long)
+    return values, torch.zeros_like(values), zeros, v[:, -1].clone(), v[:, 0].clone()

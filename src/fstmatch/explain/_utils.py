@@ -1,0 +1,294 @@
+"""Private helpers of the Shapley engine: input checks, baselines, model preparation and the batched
+value function ``v(S)`` that every estimator calls.
+
+Coalitions are boolean masks over the ``G*G`` cells in row-major order (cell ``r*G + c`` covers rows
+``r*ch:(r+1)*ch`` and columns ``c*cw:(c+1)*cw``). A masked input keeps the image where the mask is
+true and the baseline elsewhere; masking acts on the model's input *as given* (for fstmatch models:
+[0, 1] pixels, before their internal normalisation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fstmatch.errors import UserError
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ShapleyInputError(UserError, ValueError):
+    """A bad argument to :func:`fstmatch.explain.shapley` (both a ``UserError`` and a ``ValueError``)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def check_images(images: torch.Tensor, grid: int) -> tuple[int, int]:
+    """Validate ``images`` (N, C, H, W) float and ``grid``; return the cell size ``(ch, cw)``."""
+    if not isinstance(images, torch.Tensor):
+        raise ShapleyInputError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ShapleyInputError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ShapleyInputError(f"images must be floating point (e.g. float32 in [0, 1]), got {images.dtype}")
+    if images.shape[0] == 0:
+        raise ShapleyInputError("images is empty (N = 0)")
+    if not torch.isfinite(images).all():
+        raise ShapleyInputError("images contain NaN or infinite values")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ShapleyInputError(f"grid must be a positive integer, got {grid!r}")
+    h, w = images.shape[-2:]
+    if h % grid or w % grid:
+        raise ShapleyInputError(
+            f"grid={grid} does not divide the image size {h}x{w}: cells must tile the image exactly "
+            f"(choose a grid dividing both, e.g. one of {_divisors(math.gcd(h, w))}, or resize the images)"
+        )
+    return h // grid, w // grid
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0 and d <= 64][:12]
+
+
+def check_targets(targets: torch.Tensor | Sequence[int] | int, n: int) -> torch.Tensor:
+    """Targets as an int64 tensor (N,); a single int applies to every image."""
+    if isinstance(targets, int) and not isinstance(targets, bool):
+        return torch.full((n,), targets, dtype=torch.long)
+    t = torch.as_tensor(targets)
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ShapleyInputError(f"targets must be integer class indices, got dtype {t.dtype}")
+    t = t.reshape(-1).long().cpu()
+    if t.numel() != n:
+        raise ShapleyInputError(f"targets has {t.numel()} entries for {n} images")
+    if (t < 0).any():
+        raise ShapleyInputError(f"targets must be >= 0, got {t.min().item()}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------
+# Baselines
+
+
+def make_baseline(
+    baseline: str | float | torch.Tensor, images: torch.Tensor, cell: tuple[int, int]
+) -> torch.Tensor:
+    """The image shown where a cell is absent, shape (N, C, H, W) like ``images``.
+
+    ``"zero"``: zeros (black pixels for [0, 1] input: the paper's choice). ``"mean"``: each image's
+    mean colour (per channel). ``"blur"``: the image blurred by a Gaussian of sigma = one cell side
+    (reflect padding), which hides the detail inside a cell but keeps the coarse layout. A number:
+    that constant. A tensor: broadcast to (N, C, H, W) (e.g. (C, H, W), (C, 1, 1) or (N, C, H, W)).
+    """
+    if isinstance(baseline, str):
+        if baseline == "zero":
+            return torch.zeros_like(images)
+        if baseline == "mean":
+            return images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
+        if baseline == "blur":
+            return _gaussian_blur(images, sigma=float(max(cell)))
+        raise ShapleyInputError(f"baseline must be 'zero', 'mean', 'blur', a number or a tensor, got {baseline!r}")
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(images, float(baseline))
+    if isinstance(baseline, torch.Tensor):
+        try:
+            b = torch.broadcast_to(baseline.to(device=images.device, dtype=images.dtype), images.shape)
+        except RuntimeError:
+            raise ShapleyInputError(
+                f"baseline tensor of shape {tuple(baseline.shape)} does not broadcast to the images "
+                f"{tuple(images.shape)}"
+            ) from None
+        if not torch.isfinite(b).all():
+            raise ShapleyInputError("baseline contains NaN or infinite values")
+        return b.contiguous()
+    raise ShapleyInputError(f"baseline must be 'zero', 'mean', 'blur', a number or a tensor, got {type(baseline).__name__}")
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (N, C, H, W) -> same, radius 3 sigma, reflect padding."""
+    h, w = images.shape[-2:]
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = images.shape[1]
+    mode = "reflect" if radius < min(h, w) else "replicate"
+    out = F.pad(images, (radius, radius, radius, radius), mode=mode)
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model preparation
+
+
+@contextlib.contextmanager
+def prepared_model(
+    model: Model, *, optimize: bool, dtype: torch.dtype | None, device: torch.device
+) -> Iterator[tuple[Model, torch.dtype | None]]:
+    """Yield ``(fn, input_dtype)``: the callable to run and the dtype to feed it (None: as images).
+
+    The user's model is never mutated for good. A module in train mode triggers a warning and is
+    evaluated in eval mode (every submodule's mode is restored on exit). With ``optimize`` or a
+    ``dtype``, a module is deep-copied; the copy has BatchNorm folded into convolutions (torch.fx,
+    skipped if the model does not trace), channels_last weights and, with ``dtype``, weights in that
+    dtype. A plain callable with a ``dtype`` runs under autocast instead.
+    """
+    if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise ShapleyInputError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        if dtype is None:
+            yield model, None
+        else:
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                yield model, None
+        return
+
+    modes = [(m, m.training) for m in model.modules()]
+    if model.training:
+        warnings.warn(
+            "shapley(): the model is in train mode; evaluating it in eval mode for this call "
+            "(its mode is restored afterwards)",
+            stacklevel=5,
+        )
+    try:
+        model.eval()
+        fn: nn.Module = model
+        if optimize or dtype is not None:
+            fn = _optimized_copy(model, optimize=optimize, dtype=dtype)
+        yield fn, dtype
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | None) -> nn.Module:
+    try:
+        fn = copy.deepcopy(model)
+    except Exception as e:  # a module that cannot be copied: run it as given
+        warnings.warn(f"shapley(): cannot copy the model ({e}); running it without optimisations", stacklevel=5)
+        return model
+    fn.eval()
+    if optimize:
+        fn = _fold_batchnorm(fn)
+        fn = fn.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        fn = fn.to(dtype=dtype)
+    fn.requires_grad_(False)
+    return fn
+
+
+def _fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Conv+BatchNorm folded with torch.fx; the module unchanged if it does not trace."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return module
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.fx.experimental.optimization import fuse
+
+            return fuse(module, inplace=True)
+    except Exception:
+        return module
+
+
+def model_device(model: Model, images: torch.Tensor) -> torch.device:
+    """Where to run: the device of the model's first parameter, else the images' device."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    return images.device
+
+
+# ----------------------------------------------------------------------------------------------------
+# The value function
+
+
+class ValueFunction:
+    """``v(S)`` for many (image, coalition) pairs at once, ``batch_size`` masked inputs per forward.
+
+    Holds the images, baselines and targets on the model's device; counts forwards per image.
+    Peak memory: a few (batch_size, C, H, W) tensors plus the model's activations for that batch.
+    """
+
+    def __init__(
+        self,
+        fn: Model,
+        images: torch.Tensor,
+        baselines: torch.Tensor,
+        targets: torch.Tensor,
+        grid: int,
+        *,
+        batch_size: int,
+        input_dtype: torch.dtype | None,
+        channels_last: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.images = images
+        self.baselines = baselines
+        self.targets = targets.to(images.device)
+        self.grid = grid
+        self.batch_size = batch_size
+        self.input_dtype = input_dtype
+        self.channels_last = channels_last
+        self.progress = progress
+        n, _, h, w = images.shape
+        self.cell = (h // grid, w // grid)
+        self.n_forward = torch.zeros(n, dtype=torch.long)
+        self._checked = False
+
+    def evaluate(self, image_ids: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
+        """``v`` for every (image, coalition) pair: image_ids (A,) long, coalitions (K, G*G) bool ->
+        (A, K) float64 on CPU. Pairs are streamed image-major in batches of ``batch_size``."""
+        a, k = image_ids.numel(), coalitions.shape[0]
+        out = torch.empty(a * k, dtype=torch.float64)
+        for start in range(0, a * k, self.batch_size):
+            rows = torch.arange(start, min(start + self.batch_size, a * k))
+            out[rows] = self._forward(image_ids[rows // k], coalitions[rows % k])
+        self.n_forward[image_ids] += k
+        return out.view(a, k)
+
+    def _forward(self, idx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        b = idx.numel()
+        g, (ch, cw) = self.grid, self.cell
+        dev = self.images.device
+        idx = idx.to(dev)
+        pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
+        x = torch.where(pix, self.images[idx], self.baselines[idx])
+        if self.input_dtype is not None:
+            x = x.to(self.input_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            logits = self.fn(x)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != b:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ShapleyInputError(f"the model must return logits of shape (batch, classes); got {shape} for a batch of {b}")
+        if not self._checked:
+            k = logits.shape[1]
+            if (self.targets >= k).any():
+                bad = int(self.targets.max())
+                raise ShapleyInputError(f"target class {bad} is out of range: the model has {k} outputs (0..{k - 1})")
+            self._checked = True
+        value = logits.gather(1, self.targets[idx].view(-1, 1)).squeeze(1).double()
+        if not torch.isfinite(value).all():
+            bad = idx[~torch.isfinite(value)][0].item()
+            raise ShapleyInputError(
+                f"the model returned a non-finite target logit (NaN/inf) for image {bad} on a masked input; "
+                "check the model and the baseline"
+            )
+        if self.progress is not None:
+            self.progress(b)
+        return value.cpu()

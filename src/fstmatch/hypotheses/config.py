@@ -1,0 +1,81 @@
+"""``VerifyConfig``: what ``fstmatch verify`` analyses and how (loaded with
+:func:`fstmatch.config.load_config`; presets in ``fstmatch/presets/verify/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fstmatch.hypotheses.metrics import THRESHOLDS
+
+#: Model roles a verify run may need, in the order they are explained.
+ROLES: tuple[str, ...] = ("source", "target", "det", "det_paired", "det_unpaired", "fstmatching")
+#: Roles each hypothesis needs (fstmatching is optional: ground-truth score only).
+NEEDS: dict[int, tuple[str, ...]] = {
+    1: ("source", "target", "det"),
+    2: ("source", "target", "det_paired", "det_unpaired"),
+    3: ("source", "target", "det"),
+}
+
+
+@dataclass
+class CheckpointsConfig:
+    """Trained models, per role: a run directory of ``fstmatch train`` or a ``.safetensors`` file.
+
+    All analysed models are the raw-trained ones (the paper's protocol): ``det`` is the detector of
+    hypotheses 1 and 3, ``det_paired``/``det_unpaired`` those of hypothesis 2. ``fstmatching``
+    (optional) only gets a ground-truth score.
+    """
+
+    source: str | None = None
+    target: str | None = None
+    det: str | None = None
+    det_paired: str | None = None
+    det_unpaired: str | None = None
+    fstmatching: str | None = None
+
+
+@dataclass
+class ImagesConfig:
+    """Which frames are explained: fakes of each method, at raw, from ``split``.
+
+    The identity encoders must have seen the identities they explain but not the frames (SPEC §5):
+    with ``holdout`` > 0 the frames are those :func:`fstmatch.data.holdout_frames` holds out of the
+    ``split`` rows at ``raw`` — the same frames ``fstmatch train --set data.holdout=…`` held out of
+    the encoders' training (keep the two values equal). ``holdout: 0`` takes every frame of
+    ``split`` (e.g. ``test`` with encoders trained on all identities).
+    """
+
+    split: str = "train"
+    holdout: float = 1
+    per_method: int = 16  # images per method (spread over videos: one frame per video first)
+    methods: tuple[str, ...] | None = None  # null: every fake method in the manifest
+    canvas: int = 224
+    face_width: int | None = None  # null: round(canvas * 80 / 224)
+    scale: float = 0.9
+
+
+@dataclass
+class ShapleyConfig:
+    """Settings of :func:`fstmatch.explain.shapley` for every map of the run."""
+
+    grid: int = 16
+    permutations: int = 100
+    batch_size: int = 256
+    amp: Literal["none", "bf16"] = "none"
+    seed: int = 0
+
+
+@dataclass
+class VerifyConfig:
+    manifest: str | None = None  # manifest.jsonl of `fstmatch prepare` (or its folder)
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
+    thresholds: tuple[float, ...] = THRESHOLDS  # Q's thresholds (the reference's eight)
+    figure_threshold: float = 0.8  # top cells shown in H1's overlap panel (the reference's threshold_vis)
+    figures_per_method: int = 3  # H1 per-image figures written per method
+    noise_draws: int = 64  # redraws of the maps from their stderr to measure estimator noise
+    truth: bool = True  # ground-truth scores (needs FST-Synth masks in the manifest)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None  # torch CPU threads (null: torch's default)

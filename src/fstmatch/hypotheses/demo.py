@@ -1,0 +1,209 @@
+"""``run_demo(out, preset)``: the whole study on FST-Synth in one call, resumable stage by stage.
+
+Stages, in order (each skipped when its output is complete and was made with the same settings):
+
+1. ``synth``    generate FST-Synth (a synthetic FF++: videos, splits, ground truth)
+2. ``prepare``  face crops + manifest
+3. ``train:*``  seven runs. Analysed models, trained on **raw** training frames with the analysed
+                frames held out (SPEC §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired``
+                and ``det_unpaired`` (H2). Detection comparison, trained alike on the training frames
+                of **all three** compressions: ``det_all`` and ``fstmatching``.
+4. ``verify``   H1–H3 and the ground-truth scores (:func:`fstmatch.hypotheses.verify.verify`)
+5. ``test``     ``det_all``, ``fstmatching`` (and the raw-trained ``det``, for context) on the test
+                split at raw, c23 and c40
+6. ``report``   ``summary.json``, ``report.md``, ``report.html``
+
+In ``summary["detection"]`` the key ``det`` is the all-compression detector ``det_all`` (the one
+trained alike with FST-Matching, as the comparison requires); the raw-trained detector analysed in
+H1/H3 is listed as ``det_raw``. ``summary["runs"]`` maps every key to its run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fstmatch.config import from_dict, load_config, merge, to_dict
+from fstmatch.errors import UserError
+from fstmatch.utils.io import atomic_write_json
+
+#: Training runs: name -> (protocol overrides of TrainConfig). ``{holdout}`` is the verify holdout.
+RUNS: dict[str, dict[str, Any]] = {
+    "source": {"model": {"role": "source"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
+    "target": {"model": {"role": "target"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
+    "det": {"model": {"role": "det"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
+    "det_paired": {"model": {"role": "det"},
+                   "data": {"compressions": ["raw"], "set_name": "paired", "holdout": "{holdout}"}},
+    "det_unpaired": {"model": {"role": "det"},
+                     "data": {"compressions": ["raw"], "set_name": "unpaired", "holdout": "{holdout}"}},
+    "det_all": {"model": {"role": "det"}, "data": {"compressions": None}},
+    "fstmatching": {"model": {"role": "fstmatching"}, "data": {"compressions": None}},
+}
+#: summary["detection"] key -> run tested.
+DETECTION: dict[str, str] = {"det": "det_all", "fstmatching": "fstmatching", "det_raw": "det"}
+
+
+@dataclass
+class SynthStage:
+    preset: str = "tiny"  # fstmatch/presets/synth/<preset>.yaml
+    workers: int = 2
+
+
+@dataclass
+class PrepareStage:
+    frames_per_video: int = 8
+    workers: int = 2
+    options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments of fstmatch.data.prepare
+
+
+@dataclass
+class DemoConfig:
+    seed: int = 0
+    synth: SynthStage = field(default_factory=SynthStage)
+    prepare: PrepareStage = field(default_factory=PrepareStage)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys shared by every run
+    runs: dict[str, Any] = field(default_factory=dict)  # per-run TrainConfig overrides, by run name
+    verify: dict[str, Any] = field(default_factory=dict)  # VerifyConfig keys (manifest/checkpoints are filled in)
+    test_batch_size: int = 128
+    threads: int | None = None  # torch CPU threads (null: torch's default)
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Runs named stages once: ``DIR/demo_state.json`` records each finished stage with the
+    fingerprint of its settings and its wall time; a rerun skips a stage whose fingerprint matches
+    and whose outputs still exist."""
+
+    def __init__(self, out: Path, total: int) -> None:
+        self.out, self.total, self.count = out, total, 0
+        self.path = out / "demo_state.json"
+        self.state: dict[str, Any] = json.loads(self.path.read_text("utf-8")) if self.path.is_file() else {}
+
+    def run(self, name: str, settings: Any, outputs: list[Path], fn: Callable[[], Any]) -> float:
+        self.count += 1
+        fp = _fingerprint(settings)
+        done = self.state.get(name, {})
+        if done.get("fingerprint") == fp and all(p.exists() for p in outputs):
+            print(f"[demo {self.count}/{self.total}] {name}: done earlier ({done['seconds']:.0f} s), skipped",
+                  flush=True)
+            return float(done["seconds"])
+        print(f"[demo {self.count}/{self.total}] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        fn()
+        seconds = round(time.perf_counter() - t0, 1)
+        self.state[name] = {"fingerprint": fp, "seconds": seconds}
+        atomic_write_json(self.path, self.state)
+        print(f"[demo {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
+        return seconds
+
+    def seconds(self) -> dict[str, float]:
+        return {k: float(v["seconds"]) for k, v in self.state.items()}
+
+
+def train_config(cfg: DemoConfig, name: str, manifest: Path) -> Any:
+    """The resolved TrainConfig of demo run ``name``: shared keys < protocol < per-run overrides."""
+    from fstmatch.train import TrainConfig
+
+    holdout = cfg.verify.get("images", {}).get("holdout", 1)
+    protocol = json.loads(json.dumps(RUNS[name]).replace('"{holdout}"', json.dumps(holdout)))
+    data = merge(merge(cfg.train, protocol), cfg.runs.get(name, {}))
+    data = merge(data, {"data": {"manifest": str(manifest)}, "seed": cfg.seed})
+    return from_dict(TrainConfig, data)
+
+
+def _train(cfg: Any, run: Path) -> None:
+    from fstmatch.train import train
+
+    resume = (run / "state.pt").is_file()
+    try:
+        train(cfg, run, resume=resume)
+    except UserError as e:  # the preset changed since the interrupted run: start it over
+        if "config" not in str(e).lower():
+            raise
+        train(cfg, run, force=True)
+
+
+def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -> None:
+    from fstmatch.models import load_model
+    from fstmatch.train import evaluate, load_run_config
+
+    tc = load_run_config(run)
+    model = load_model(run).eval()
+    res = evaluate(model, rows, root, canvas=tc.input.canvas, face_width=tc.input.face_width,
+                   scale=tc.input.scale, batch_size=batch_size, amp=tc.amp, progress=True)
+    atomic_write_json(out, res)
+
+
+def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | None = None,
+             config_file: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the demo into ``out_dir``; returns the summary also written to ``summary.json``."""
+    import torch
+
+    from fstmatch.data import prepare, read_manifest
+    from fstmatch.hypotheses.config import VerifyConfig
+    from fstmatch.hypotheses.verify import verify
+    from fstmatch.synth import generate
+
+    cfg = load_config(DemoConfig, kind="demo", preset=preset, file=config_file, overrides=overrides or [])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data, prep, runs = out / "data", out / "prep", out / "runs"
+    manifest = prep / "manifest.jsonl"
+    stages = Stages(out, total=3 + len(RUNS) + len(DETECTION))
+    start = time.perf_counter()
+
+    # 1-2. data ---------------------------------------------------------------------------------------
+    synth_settings = {**to_dict(cfg.synth), "seed": cfg.seed}
+    stages.run("synth", synth_settings, [data / "splits"],
+               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers))
+    prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
+    stages.run("prepare", prep_settings, [manifest],
+               lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
+                               workers=cfg.prepare.workers, **cfg.prepare.options))
+
+    # 3. the seven training runs ---------------------------------------------------------------------
+    train_cfgs = {name: train_config(cfg, name, manifest) for name in RUNS}
+    for name, tc in train_cfgs.items():
+        settings = {"data": prep_settings, "train": to_dict(tc)}
+        stages.run(f"train:{name}", settings, [runs / name / "model.safetensors"],
+                   lambda tc=tc, name=name: _train(tc, runs / name))
+
+    # 4. hypotheses --------------------------------------------------------------------------------------
+    checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
+    checkpoints["fstmatching"] = str(runs / "fstmatching")
+    geometry = train_cfgs["det"].input  # explain at the geometry the models were trained at
+    vdata = merge({"images": {"canvas": geometry.canvas, "face_width": geometry.face_width, "scale": geometry.scale}},
+                  cfg.verify)
+    vcfg = from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
+                                                 "threads": cfg.threads}))
+    vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
+    stages.run("verify", vsettings, [out / "verify" / "summary.json"], lambda: verify(vcfg, out / "verify"))
+
+    # 5. detection on raw / c23 / c40 --------------------------------------------------------------------
+    test_rows = [r for r in read_manifest(manifest) if r["split"] == "test"]
+    if not test_rows:
+        raise UserError(f"{manifest} has no test rows: the synth preset must make a test split")
+    for key, name in DETECTION.items():
+        settings = {"train": to_dict(train_cfgs[name]), "data": prep_settings}
+        stages.run(f"test:{key}", settings, [out / "test" / f"{key}.json"],
+                   lambda name=name, key=key: _test(runs / name, test_rows, prep, cfg.test_batch_size,
+                                                    out / "test" / f"{key}.json"))
+
+    # 6. summary and report ------------------------------------------------------------------------------
+    from fstmatch.hypotheses.demo_report import build_summary, write_demo_report
+
+    summary = build_summary(out, cfg, preset, train_cfgs, stages.seconds(), time.perf_counter() - start)
+    atomic_write_json(out / "summary.json", summary)
+    md, page = write_demo_report(out, summary)
+    print(f"[demo] wrote {out / 'summary.json'}, {md}, {page}", flush=True)
+    return summary

@@ -1,0 +1,223 @@
+"""What a verify run explains and how its Shapley maps are computed, cached and reused.
+
+- :func:`select_images`: the analysed fake frames per method (raw, held out of the encoders' training).
+- :func:`counterparts`: the c23/c40 rows of the same frames (hypothesis 3).
+- :func:`load_images`: aligned faces (and ground-truth masks) as tensors; c23/c40 aligned with the
+  raw frame's landmarks so compression is the only difference between the three versions.
+- :class:`MapStore`: Shapley maps per (model, compression), cached in ``DIR/maps/*.npz`` by image
+  id and written after every chunk, so an interrupted run resumes and hypotheses share maps.
+- :func:`load_checkpoint`: a model per role, or a :class:`UserError` naming the ``fstmatch train``
+  command that makes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fstmatch.errors import UserError
+from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
+from fstmatch.utils.io import atomic_savez
+
+Row = dict[str, Any]
+
+#: How each role's checkpoint is made (shown when it is missing).
+TRAIN_COMMANDS: dict[str, str] = {
+    "source": "fstmatch train --data {manifest} --model source --compressions raw --set data.holdout=1 --out {path}",
+    "target": "fstmatch train --data {manifest} --model target --compressions raw --set data.holdout=1 --out {path}",
+    "det": "fstmatch train --data {manifest} --model det --compressions raw --set data.holdout=1 --out {path}",
+    "det_paired": "fstmatch train --data {manifest} --model det --compressions raw --set-name paired --out {path}",
+    "det_unpaired": "fstmatch train --data {manifest} --model det --compressions raw --set-name unpaired --out {path}",
+    "fstmatching": "fstmatch train --data {manifest} --model fstmatching --out {path}",
+}
+
+#: The label a role's map explains (SPEC §3): det label for detectors, identity labels for encoders.
+TARGET_KEY: dict[str, str] = {"source": "source", "target": "target"}
+
+
+def target_key(role: str) -> str:
+    """Manifest key holding the class a model of ``role`` is explained for."""
+    return TARGET_KEY.get(role, "label")
+
+
+def manifest_path(manifest: str | Path | None) -> Path:
+    """``manifest.jsonl`` from a file or folder path; :class:`UserError` when absent."""
+    if not manifest:
+        raise UserError("no manifest given: set `manifest:` in the verify config (the output of `fstmatch prepare`)")
+    path = Path(manifest)
+    if path.is_dir():
+        path = path / "manifest.jsonl"
+    if not path.is_file():
+        raise UserError(f"manifest not found: {path} (make it with `fstmatch prepare`)")
+    return path
+
+
+def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: torch.device) -> nn.Module:
+    """The model of ``role`` from ``path`` (run directory or ``.safetensors``), in eval mode."""
+    from fstmatch.models import load_model
+
+    hint = TRAIN_COMMANDS[role].format(manifest=manifest, path=path or f"runs/{role}")
+    if not path:
+        raise UserError(f"checkpoints.{role} is not set in the verify config; train it with:\n  {hint}")
+    p = Path(path)
+    if not (p.is_file() or (p / "model.safetensors").is_file()):
+        raise UserError(f"checkpoint for {role} not found: {p} (no model.safetensors); train it with:\n  {hint}")
+    return load_model(p).to(device).eval()
+
+
+def _spread(rows: list[Row], n: int) -> list[Row]:
+    """Up to ``n`` rows, one frame per video first (videos in order), then second frames, …"""
+    by_video: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_video[r["video"]].append(r)
+    queues = [sorted(v, key=lambda r: int(r["frame"])) for _, v in sorted(by_video.items())]
+    out: list[Row] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues):
+        out.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return out[:n]
+
+
+def select_images(rows: Sequence[Row], cfg: ImagesConfig) -> dict[str, list[Row]]:
+    """The analysed fake frames, per method: raw rows of ``cfg.split``, held out per ``cfg.holdout``."""
+    from fstmatch.data import filter_rows, holdout_frames
+
+    pool = filter_rows(list(rows), split=cfg.split, compressions=["raw"])
+    if cfg.holdout:
+        per_video = int(cfg.holdout) if cfg.holdout >= 1 else float(cfg.holdout)
+        _, pool = holdout_frames(pool, per_video=per_video)
+    present = sorted({r["method"] for r in pool if r["label"] == 1})
+    methods = list(cfg.methods) if cfg.methods else present
+    missing = [m for m in methods if m not in present]
+    if missing:
+        raise UserError(
+            f"no {'held-out ' if cfg.holdout else ''}raw fake frames of {', '.join(missing)} in split "
+            f"{cfg.split!r} (methods present: {', '.join(present) or 'none'})"
+        )
+    return {m: _spread([r for r in pool if r["method"] == m and r["label"] == 1], cfg.per_method) for m in methods}
+
+
+def counterparts(rows: Sequence[Row], chosen: Sequence[Row]) -> tuple[list[tuple[Row, Row, Row]], list[str]]:
+    """``(raw, c23, c40)`` row triples of the ``chosen`` raw rows, and the ids of those skipped
+    because the frame is missing at some compression."""
+    index = {(r["method"], r["video"], int(r["frame"]), r["compression"]): r for r in rows}
+    triples, skipped = [], []
+    for r in chosen:
+        key = (r["method"], r["video"], int(r["frame"]))
+        c23, c40 = index.get((*key, "c23")), index.get((*key, "c40"))
+        if c23 is None or c40 is None:
+            skipped.append(r["id"])
+        else:
+            triples.append((r, c23, c40))
+    return triples, skipped
+
+
+def load_images(
+    rows: Sequence[Row], root: Path, cfg: ImagesConfig, landmarks_from: Sequence[Row] | None = None,
+    with_masks: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Aligned faces ``(N, 3, H, W)`` in [0, 1] and, when asked, masks ``(N, 2, H, W)`` (donor, trace;
+    ``None`` when a row has no ground truth)."""
+    from fstmatch.data import load_face
+
+    images, masks = [], []
+    for i, row in enumerate(rows):
+        ref = landmarks_from[i] if landmarks_from is not None else None
+        img, m = load_face(row, root, canvas=cfg.canvas, face_width=cfg.face_width, scale=cfg.scale,
+                           landmarks_from=ref, with_masks=with_masks)
+        images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)
+        masks.append(m)
+    x = torch.stack(images) if images else torch.zeros(0, 3, cfg.canvas, cfg.canvas)
+    if not with_masks or any(m is None for m in masks) or not masks:
+        return x, None
+    return x, torch.from_numpy(np.stack(masks)).float()
+
+
+@dataclass
+class Maps:
+    """Shapley maps of one model on one list of images (rows of ``values`` follow ``ids``)."""
+
+    ids: list[str]
+    values: np.ndarray  # (N, G, G), raw Shapley values
+    stderr: np.ndarray  # (N, G, G), per-cell standard error of the estimate
+    n_forward: int  # forward passes spent on these N maps
+
+
+class MapStore:
+    """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.
+
+    A cache file is reused only when it was made with the same settings (checkpoint, grid,
+    permutations, seed, amp, canvas, face width, scale); otherwise it is recomputed.
+    """
+
+    def __init__(self, folder: Path, shapley: ShapleyConfig, images: ImagesConfig, device: torch.device,
+                 progress: bool = True) -> None:
+        self.folder = Path(folder)
+        self.shapley = shapley
+        self.images = images
+        self.device = device
+        self.progress = progress
+
+    def _settings(self, checkpoint: str) -> dict[str, Any]:
+        s, i = self.shapley, self.images
+        return {"checkpoint": str(Path(checkpoint).resolve()), "grid": s.grid, "permutations": s.permutations,
+                "seed": s.seed, "amp": s.amp, "canvas": i.canvas, "face_width": i.face_width, "scale": i.scale}
+
+    def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        if not path.is_file():
+            return {}
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["settings"])) != settings:
+                return {}
+            return {str(i): (v, e, int(n)) for i, v, e, n in zip(z["ids"], z["values"], z["stderr"], z["n_forward"])}
+
+    def _write(self, path: Path, settings: dict[str, Any], cache: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> None:
+        ids = sorted(cache)
+        atomic_savez(
+            path, ids=np.array(ids), settings=np.array(json.dumps(settings)),
+            values=np.stack([cache[i][0] for i in ids]), stderr=np.stack([cache[i][1] for i in ids]),
+            n_forward=np.array([cache[i][2] for i in ids], dtype=np.int64),
+        )
+
+    def get(self, name: str, model: nn.Module, checkpoint: str, rows: Sequence[Row], images: torch.Tensor,
+            targets: Sequence[int], desc: str = "") -> Maps:
+        """Maps of ``model`` on ``images`` (ids from ``rows``), computing only the uncached ones."""
+        from fstmatch.explain import shapley
+
+        path = self.folder / f"{name}.npz"
+        settings = self._settings(checkpoint)
+        cache = self._read(path, settings)
+        ids = [r["id"] for r in rows]
+        todo = [k for k, i in enumerate(ids) if i not in cache]
+        chunk = 8
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            if self.progress:
+                print(f"  shapley {desc or name}: images {start + 1}-{start + len(part)} of {len(todo)}", flush=True)
+            res = shapley(
+                model, images[part].to(self.device), torch.tensor([int(targets[k]) for k in part]),
+                grid=self.shapley.grid, n_permutations=self.shapley.permutations,
+                batch_size=self.shapley.batch_size, seed=self.shapley.seed,
+                dtype=torch.bfloat16 if self.shapley.amp == "bf16" else None, progress=self.progress,
+            )
+            values = res.values.detach().cpu().numpy()
+            stderr = res.stderr.detach().cpu().numpy()
+            n_forward = res.n_forward.detach().cpu().numpy()
+            for j, k in enumerate(part):
+                cache[ids[k]] = (values[j], stderr[j], int(n_forward[j]))
+            self._write(path, settings, cache)
+        return Maps(
+            ids=ids,
+            values=np.stack([cache[i][0] for i in ids]),
+            stderr=np.stack([cache[i][1] for i in ids]),
+            n_forward=int(sum(cache[i][2] for i in ids)),
+        )

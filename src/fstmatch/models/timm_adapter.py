@@ -1,0 +1,77 @@
+"""Optional adapter: ``create_model("timm:<name>", num_classes=..., pretrained=...)`` wraps a timm
+backbone behind the same interface as the built-in ResNets ([0, 1] input normalised inside,
+``forward_features`` -> pooled (N, C), ``forward_head``). timm is not a dependency: without it the
+name raises a :class:`UserError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from torch import Tensor, nn
+
+from fstmatch.errors import UserError
+from fstmatch.models.layers import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize
+from fstmatch.models.registry import register_prefix
+
+
+def _import_timm() -> ModuleType:
+    try:
+        return importlib.import_module("timm")
+    except ImportError as e:
+        raise UserError(
+            f"timm:<name> models need timm (pip install 'fstmatch[timm]'); importing it failed: {e}"
+        ) from e
+
+
+class TimmBackbone(nn.Module):
+    """A timm model as an fstmatch backbone; the timm model is ``self.model`` (keys ``model.*``).
+
+    ``forward_features(x)``: (N, 3, H, W) in [0, 1] -> pooled pre-logits (N, num_features);
+    ``forward_head(f)``: timm's classifier (identity when ``num_classes=0``).
+    Normalisation uses the model's ``pretrained_cfg`` mean/std (ImageNet's by default).
+    """
+
+    def __init__(
+        self, name: str, num_classes: int = 1000, pretrained: str | None = None, **timm_kwargs: Any
+    ) -> None:
+        super().__init__()
+        timm = _import_timm()
+        try:
+            self.model = timm.create_model(
+                name, pretrained=pretrained == "imagenet", num_classes=num_classes, **timm_kwargs
+            )
+        except RuntimeError as e:  # unknown model name, or a failed download
+            raise UserError(f"timm could not create {name!r}: {e}") from e
+        except OSError as e:
+            raise UserError(f"timm could not fetch pretrained weights for {name!r} (no network?): {e}") from e
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.normalize = ImageNormalize(cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
+        self.num_features = int(self.model.num_features)
+        self.num_classes = num_classes
+        if pretrained not in (None, "imagenet"):
+            from fstmatch.models.weights import load_pretrained
+
+            classifier = cfg.get("classifier", "fc")
+            load_pretrained(self.model, pretrained, classifier_prefixes=(f"{classifier}.",))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        maps = self.model.forward_features(self.normalize(x))
+        return self.model.forward_head(maps, pre_logits=True)
+
+    def forward_head(self, f: Tensor) -> Tensor:
+        return self.model.get_classifier()(f)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def create_timm(name: str, **kwargs: Any) -> TimmBackbone:
+    if not name:
+        raise UserError("timm model name missing: use timm:<name>, e.g. timm:resnet18")
+    return TimmBackbone(name, **kwargs)
+
+
+register_prefix("timm", create_timm)

@@ -1,0 +1,211 @@
+"""Drawing procedural faces: anti-aliased vector drawing on a supersampled canvas, then a camera.
+
+:func:`render_face` draws one frame: background, clothing, hair, head outline of the *context*
+identity, inner face (brows, eyes, nose, mouth, marks) of the *inner* identity, in a given
+:class:`~fstmatch.synth.face.Pose`. It returns a float RGB image in [0, 1] before the camera and the
+68 landmarks in frame pixels. :func:`camera` adds the lens blur and sensor noise and quantises.
+Layers (``regions``) let manipulations know where the face and its parts are.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from fstmatch.synth.face import FOREHEAD_POINTS, Identity, Pose, face_points, project
+
+_SHIFT = 4  # cv2 fixed-point bits: coordinates carry 1/16 pixel
+_ONE = 1 << _SHIFT
+
+
+def _fix(points: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(points) * _ONE).astype(np.int32)
+
+
+def _rgb(color: tuple[float, ...] | np.ndarray, factor: float = 1.0) -> tuple[int, int, int]:
+    c = np.clip(np.asarray(color, dtype=np.float64) * factor, 0, 1) * 255
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def _poly(img: np.ndarray, pts: np.ndarray, color: tuple[int, int, int]) -> None:
+    cv2.fillPoly(img, [_fix(pts)], color, lineType=cv2.LINE_AA, shift=_SHIFT)
+
+
+def _line(img: np.ndarray, pts: np.ndarray, color: tuple[int, int, int], width: float, closed: bool = False) -> None:
+    cv2.polylines(img, [_fix(pts)], closed, color, max(1, round(width)), lineType=cv2.LINE_AA, shift=_SHIFT)
+
+
+def _ellipse(img: np.ndarray, center: np.ndarray, axes: tuple[float, float], angle: float,
+             color: tuple[int, int, int]) -> None:
+    c = _fix(center)
+    ax = (max(1, round(axes[0] * _ONE)), max(1, round(axes[1] * _ONE)))
+    cv2.ellipse(img, (int(c[0]), int(c[1])), ax, angle, 0, 360, color, -1, cv2.LINE_AA, _SHIFT)
+
+
+@lru_cache(maxsize=16)
+def _catmull_rom_basis(n: int) -> np.ndarray:
+    """(n, 4) weights of the four control points at ``n`` parameter values in [0, 1)."""
+    t = np.linspace(0, 1, n, endpoint=False)
+    return 0.5 * np.stack([-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, -(t**2) + t**3], 1)
+
+
+def _smooth_curve(pts: np.ndarray, n: int = 6) -> np.ndarray:
+    """Catmull-Rom curve through ``pts`` (K, 2), ``n`` samples per segment (open curve)."""
+    p = np.concatenate([pts[:1], pts, pts[-1:]], axis=0)
+    k = len(pts) - 1
+    windows = np.stack([p[i:i + k] for i in range(4)], axis=1)  # (segments, 4, 2)
+    curve = np.einsum("nj,sjd->snd", _catmull_rom_basis(n), windows).reshape(-1, 2)
+    return np.concatenate([curve, pts[-1:]], axis=0)
+
+
+def render_face(
+    context: Identity,
+    inner: Identity,
+    pose: Pose,
+    size: tuple[int, int],
+    *,
+    skin: tuple[float, float, float] | None = None,
+    supersample: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one frame.
+
+    Args:
+        context: identity giving background, clothing, hair and head outline.
+        inner: identity giving the inner face (eyes, brows, nose, mouth, marks, skin tone).
+        pose: head pose and expression (pixel units of the output frame).
+        size: ``(height, width)`` of the output in pixels.
+        skin: skin colour override (a colour-corrected swap uses the context's skin).
+        supersample: drawing resolution factor (anti-aliasing).
+
+    Returns:
+        ``(image, landmarks)``: float32 ``(H, W, 3)`` RGB in [0, 1] (before :func:`camera`) and
+        float32 ``(68, 2)`` landmarks in frame pixels (x, y), dlib order.
+    """
+    h, w = size
+    ss = supersample
+    canvas = np.empty((h * ss, w * ss, 3), np.uint8)
+    # Background: vertical gradient plus the context's furniture shapes.
+    ramp = np.linspace(0, 1, h * ss, dtype=np.float32)[:, None, None]
+    top, bottom = np.asarray(context.bg_top, np.float32), np.asarray(context.bg_bottom, np.float32)
+    canvas[:] = np.round(255 * (top * (1 - ramp) + bottom * ramp)).astype(np.uint8)
+    for kind, fx, fy, fw, fh, r, g, b in context.bg_shapes:
+        center = np.array([fx * w * ss, fy * h * ss])
+        if kind == 0:
+            half = np.array([fw * w * ss, fh * h * ss]) / 2
+            rect = np.array([center - half, center + [half[0], -half[1]], center + half, center + [-half[0], half[1]]])
+            _poly(canvas, rect, _rgb((r, g, b)))
+        else:
+            _ellipse(canvas, center, (fw * w * ss / 2, fh * h * ss / 2), 0, _rgb((r, g, b)))
+
+    skin_c = np.asarray(skin if skin is not None else inner.skin)
+    ctx_skin = np.asarray(context.skin)
+    px_pose = Pose(pose.cx * ss, pose.cy * ss, pose.scale * ss, pose.roll, pose.yaw, pose.pitch)
+    pts3 = face_points(context, inner, pose.blink, pose.mouth)
+    p = project(pts3, px_pose)
+    lm = p[:68]
+    forehead = p[68:68 + FOREHEAD_POINTS]
+    ears = p[68 + FOREHEAD_POINTS:70 + FOREHEAD_POINTS]
+    irises = p[70 + FOREHEAD_POINTS:72 + FOREHEAD_POINTS]
+    unit = pose.scale * ss  # pixels per face unit on the canvas
+
+    def proj(xyz: list[tuple[float, float, float]]) -> np.ndarray:
+        return project(np.asarray(xyz, dtype=np.float64), px_pose)
+
+    length = context.face_length
+    # Clothing and neck (context skin: a swap never reaches below the jaw).
+    _poly(canvas, proj([(-0.26, 0.4, -0.2), (0.26, 0.4, -0.2), (0.3, length + 0.6, -0.2), (-0.3, length + 0.6, -0.2)]),
+          _rgb(ctx_skin, 0.8))
+    shoulders = proj([(-0.3, length + 0.45, -0.3), (0.3, length + 0.45, -0.3), (1.6, length + 0.8, -0.3),
+                      (1.8, 6.0, -0.3), (-1.8, 6.0, -0.3), (-1.6, length + 0.8, -0.3)])
+    _poly(canvas, shoulders, _rgb(context.cloth_color))
+    _line(canvas, proj([(-0.2, length + 0.46, -0.2), (0.0, length + 0.62, -0.2), (0.2, length + 0.46, -0.2)]),
+          _rgb(context.cloth_color, 0.6), 0.03 * unit)
+    # Hair behind the head (long hair falls to the shoulders).
+    hv, top = context.hair_volume, context.hair_top + 0.35
+    radius = 0.5 * context.jaw_width + hv
+    arc = [(radius * np.cos(t), 0.06 - (top + 0.06 + hv) * np.sin(t) ** 0.8, -0.3) for t in np.linspace(0, np.pi, 13)]
+    drop = 0.15 + 0.9 * context.hair_long
+    back_pts = [(radius, drop, -0.3), *arc, (-radius, drop, -0.3)]
+    _poly(canvas, proj(back_pts), _rgb(context.hair_color, 0.8))
+    # Ears, then the head: jaw outline closed over the forehead.
+    for e in ears:
+        _ellipse(canvas, e, (0.06 * context.ear_size * unit, 0.11 * context.ear_size * unit), np.degrees(pose.roll),
+                 _rgb(ctx_skin, 0.9))
+    head = np.concatenate([lm[:17], forehead[1:-1]], axis=0)
+    _poly(canvas, head, _rgb(ctx_skin))
+    # Inner face skin (the swapped region's tone), with a darker rim so the outline reads as 3D.
+    inner_skin = np.concatenate([lm[1:16], forehead[3:-3]], axis=0)
+    centre = lm[27:31].mean(axis=0)
+    _poly(canvas, centre + 0.97 * (inner_skin - centre), _rgb(skin_c, 0.93))
+    _poly(canvas, centre + 0.85 * (inner_skin - centre), _rgb(skin_c))
+    # Hair in front: a cap down to the hairline.
+    hl = context.hair_top
+    cap = [(0.5 * context.jaw_width * 1.04, 0.0, -0.2)]
+    cap += [((0.5 * context.jaw_width + hv) * np.cos(t), 0.06 - (top + 0.06 + hv) * np.sin(t) ** 0.8, -0.2)
+            for t in np.linspace(0, np.pi, 13)]
+    cap += [(-0.5 * context.jaw_width * 1.04, 0.0, -0.2)]
+    cap += [(x, -hl + 0.12 * (2 * abs(x)) ** 2 - 0.04 * np.sin(9 * x), 0.05) for x in np.linspace(-0.45, 0.45, 11)]
+    _poly(canvas, proj(cap), _rgb(context.hair_color))
+
+    # Marks (moles, freckles) under the features.
+    for mx, my, mr, dark in inner.marks:
+        _ellipse(canvas, proj([(mx, my, 0.1)])[0], (mr * unit, mr * unit), 0, _rgb(skin_c, dark))
+    # Brows.
+    for brow in (lm[17:22], lm[22:27]):
+        _line(canvas, _smooth_curve(brow, 4), _rgb(inner.brow_color), inner.brow_thickness * unit)
+    # Eyes: sclera clipped iris and pupil, lids.
+    for eye, iris in ((lm[36:42], irises[0]), (lm[42:48], irises[1])):
+        upper = _smooth_curve(eye[[0, 1, 2, 3]] if eye[0, 0] < eye[3, 0] else eye[[3, 2, 1, 0]], 5)
+        outline = np.concatenate([_smooth_curve(eye[[0, 1, 2, 3]], 5), _smooth_curve(eye[[3, 4, 5, 0]], 5)])
+        x0, y0 = np.floor(outline.min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(outline.max(axis=0)).astype(int) + 3
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, canvas.shape[1]), min(y1, canvas.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        patch = canvas[y0:y1, x0:x1].copy()
+        layer = patch.copy()
+        off = np.array([x0, y0])
+        _poly(layer, outline - off, (235, 232, 228))
+        r = inner.iris_ratio * inner.eye_open * unit
+        _ellipse(layer, iris - off, (r, r), 0, _rgb(inner.iris))
+        _ellipse(layer, iris - off, (0.45 * r, 0.45 * r), 0, (15, 12, 12))
+        _ellipse(layer, iris - off + np.array([-0.3 * r, -0.35 * r]), (0.18 * r, 0.18 * r), 0, (250, 250, 250))
+        mask = np.zeros(patch.shape[:2], np.uint8)
+        _poly(mask, outline - off, (255, 255, 255))
+        a = mask[..., None].astype(np.float32) / 255
+        canvas[y0:y1, x0:x1] = np.round(layer * a + patch * (1 - a)).astype(np.uint8)
+        _line(canvas, upper, (25, 20, 20), 0.018 * unit)
+        _line(canvas, _smooth_curve(eye[[3, 4, 5, 0]], 5), _rgb(skin_c, 0.6), 0.008 * unit)
+    # Nose: shaded bridge, nostrils, base.
+    bridge = lm[27:31] + np.array([0.035 * unit, 0])
+    _line(canvas, bridge, _rgb(skin_c, 0.78), 0.02 * unit)
+    for k in (32, 34):
+        _ellipse(canvas, lm[k], (0.022 * unit, 0.012 * unit), np.degrees(pose.roll), _rgb(skin_c, 0.35))
+    _line(canvas, _smooth_curve(lm[31:36], 4), _rgb(skin_c, 0.6), 0.012 * unit)
+    # Mouth: lips, then the opening (dark, with teeth) or the lip line.
+    _poly(canvas, _smooth_curve(np.concatenate([lm[48:60], lm[48:49]]), 4), _rgb(inner.lip_color))
+    inner_mouth = np.concatenate([lm[60:65], lm[65:68], lm[60:61]])
+    if pose.mouth > 0.05:
+        _poly(canvas, _smooth_curve(inner_mouth, 4), (60, 15, 20))
+        teeth = np.concatenate([lm[61:64], lm[63:60:-1] + np.array([0, 0.025 * unit])])
+        _poly(canvas, teeth, (230, 225, 215))
+    _line(canvas, _smooth_curve(lm[60:65], 4), _rgb(inner.lip_color, 0.45), 0.012 * unit)
+
+    image = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    # Lighting: global brightness drift and a left-right gradient.
+    gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
+    image *= pose.light * (1 + pose.light_dir * gx)
+    return np.clip(image, 0, 1), (lm / ss).astype(np.float32)
+
+
+def camera(image: np.ndarray, rng: np.random.Generator, blur: float, noise: float) -> np.ndarray:
+    """Lens blur (Gaussian sigma ``blur`` px) and sensor noise (std ``noise`` in 0..255 units) -> uint8."""
+    out = image * 255
+    if blur > 0:
+        out = cv2.GaussianBlur(out, (0, 0), blur)
+    if noise > 0:
+        out = out + rng.normal(0, noise, out.shape).astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)

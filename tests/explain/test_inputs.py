@@ -1,0 +1,131 @@
+"""Bad input, model handling (train mode, never mutated, callables), bf16 and the optimised copy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fstmatch.errors import UserError
+from fstmatch.explain import ShapleyInputError, shapley
+
+from .toys import CellGame, small_cnn
+
+
+def test_grid_must_divide_the_image() -> None:
+    with pytest.raises(ShapleyInputError, match=r"grid=5 does not divide the image size 12x12"):
+        shapley(CellGame(3), torch.ones(1, 3, 12, 12), 0, grid=5)
+    with pytest.raises(ValueError, match="divide"):  # also a ValueError
+        shapley(CellGame(3), torch.ones(1, 3, 12, 10), 0, grid=3)
+
+
+def test_exact_refuses_large_grids_with_the_coalition_count() -> None:
+    with pytest.raises(UserError, match=r"2\*\*16 = 65,536 coalitions"):
+        shapley(CellGame(4), torch.ones(1, 3, 16, 16), 0, grid=4, method="exact")
+
+
+@pytest.mark.parametrize(
+    ("targets", "match"),
+    [([0, 2], r"target class 2 is out of range: the model has 2 outputs"), ([0], "1 entries for 2 images"),
+     ([-1, 0], ">= 0"), (torch.tensor([0.0, 1.0]), "integer class indices")],
+)
+def test_bad_targets(targets, match) -> None:
+    with pytest.raises(ShapleyInputError, match=match):
+        shapley(CellGame(2, n_classes=2), torch.ones(2, 3, 8, 8), targets, grid=2, n_permutations=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"method": "kernel"}, "method must be one of"), ({"baseline": "grey"}, "baseline must be"),
+     ({"baseline": torch.zeros(2, 5)}, "does not broadcast"), ({"batch_size": 0}, "batch_size"),
+     ({"n_permutations": 0}, "n_permutations"), ({"max_stderr": -1.0}, "max_stderr must be > 0"),
+     ({"method": "reference", "max_stderr": 0.1}, "method=.permutation. only")],
+)
+def test_bad_arguments(kwargs, match) -> None:
+    with pytest.raises(ShapleyInputError, match=match):
+        shapley(CellGame(2), torch.ones(1, 3, 8, 8), 0, grid=2, **kwargs)
+
+
+def test_bad_images() -> None:
+    with pytest.raises(ShapleyInputError, match=r"\(N, C, H, W\)"):
+        shapley(CellGame(2), torch.ones(3, 8, 8), 0, grid=2)
+    with pytest.raises(ShapleyInputError, match="floating point"):
+        shapley(CellGame(2), torch.ones(1, 3, 8, 8, dtype=torch.uint8), 0, grid=2)
+    with pytest.raises(ShapleyInputError, match="NaN"):
+        shapley(CellGame(2), torch.full((1, 3, 8, 8), float("nan")), 0, grid=2)
+
+
+def test_nan_logits_are_an_error() -> None:
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], 2)
+        out[x.mean((1, 2, 3)) < 0.5] = float("nan")  # NaN once half the image is masked
+        return out
+
+    with pytest.raises(ShapleyInputError, match="non-finite target logit"):
+        shapley(broken, torch.ones(1, 3, 8, 8), 0, grid=2, n_permutations=2)
+
+
+def test_logits_must_be_two_dimensional() -> None:
+    with pytest.raises(ShapleyInputError, match=r"logits of shape \(batch, classes\)"):
+        shapley(lambda x: x.mean((1, 2, 3)), torch.ones(1, 3, 8, 8), 0, grid=2, n_permutations=2)
+
+
+def test_train_mode_warns_evaluates_in_eval_and_restores() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2))
+    net[4].eval()  # a mixed-mode model: each submodule's flag must come back as it was
+    net.train()
+    net[4].training = False
+    images = torch.rand(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match="train mode"):
+        a = shapley(net, images, 1, grid=2, method="exact")
+    assert net.training and net[1].training and not net[4].training
+    b = shapley(net.eval(), images, 1, grid=2, method="exact")  # dropout off: deterministic
+    torch.testing.assert_close(a.values, b.values, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"optimize": True}, {"dtype": torch.bfloat16}, {"optimize": False}])
+def test_model_is_never_modified(kwargs) -> None:
+    net = small_cnn()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    names = [n for n, _ in net.named_modules()]
+    shapley(net, torch.rand(1, 3, 8, 8), 0, grid=2, method="exact", **kwargs)
+    after = net.state_dict()
+    assert list(after) == list(before)
+    for k, v in before.items():
+        assert after[k].dtype == v.dtype and torch.equal(after[k], v), k
+        assert after[k].is_contiguous(), k
+    assert [n for n, _ in net.named_modules()] == names
+    assert not net.training
+
+
+def test_optimised_copy_matches_eager_model() -> None:
+    """BatchNorm folding + channels_last change only float rounding."""
+    net = small_cnn(seed=1)
+    images = torch.rand(2, 3, 12, 12)
+    fast = shapley(net, images, [0, 2], grid=3, method="exact", optimize=True)
+    eager = shapley(net, images, [0, 2], grid=3, method="exact", optimize=False)
+    scale = eager.values.abs().max()
+    torch.testing.assert_close(fast.values, eager.values, atol=1e-4 * float(scale), rtol=0)
+
+
+def test_bf16_maps_are_close_to_fp32() -> None:
+    net = small_cnn(seed=2, n_classes=2)
+    images = torch.rand(2, 3, 12, 12)
+    fp32 = shapley(net, images, [0, 1], grid=3, method="exact")
+    bf16 = shapley(net, images, [0, 1], grid=3, method="exact", dtype=torch.bfloat16)
+    assert bf16.dtype == "bfloat16" and fp32.dtype == "float32"
+    cos = (fp32.normalized() * bf16.normalized()).sum((1, 2))
+    assert (cos > 0.95).all(), cos
+    assert not torch.equal(fp32.values, bf16.values)  # bf16 really ran
+    # a plain callable runs under autocast instead
+    auto = shapley(lambda x: net(x), images, [0, 1], grid=3, method="exact", dtype=torch.bfloat16)
+    assert ((fp32.normalized() * auto.normalized()).sum((1, 2)) > 0.95).all()
+
+
+def test_plain_callable_and_int_target() -> None:
+    game = CellGame(2, n_classes=2, seed=7)
+    res = shapley(lambda x: game(x), torch.ones(2, 3, 8, 8), 1, grid=2, method="exact")
+    torch.testing.assert_close(res.values[1].flatten(), game.closed_form(1), atol=1e-5, rtol=0)
+    assert res.targets.tolist() == [1, 1]

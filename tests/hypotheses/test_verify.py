@@ -1,0 +1,143 @@
+"""verify end to end on a toy manifest with tiny untrained models: every number present, finite and
+in range; caching, skipping and error messages. (Whether the paper's claims hold is not tested.)"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fstmatch.cli import main
+from fstmatch.config import from_dict, merge
+from fstmatch.errors import UserError
+from fstmatch.hypotheses.config import VerifyConfig
+from fstmatch.hypotheses.maps import counterparts, select_images
+from fstmatch.hypotheses.verify import verify
+from fstmatch.report import format_verify, hypothesis_blocks, write_report
+
+GRID = 4
+
+
+def _cfg(manifest: Path, checkpoints: dict[str, str], **kw) -> VerifyConfig:
+    base = {
+        "manifest": str(manifest), "checkpoints": checkpoints,
+        "images": {"per_method": 4, "canvas": 32, "holdout": 1},
+        "shapley": {"grid": GRID, "permutations": 4, "batch_size": 64},
+        "noise_draws": 8, "figures_per_method": 1, "device": "cpu",
+    }
+    return from_dict(VerifyConfig, merge(base, kw))
+
+
+@pytest.fixture(scope="module")
+def verified(toy_manifest: Path, toy_checkpoints: dict[str, str], tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("verify")
+    return out, verify(_cfg(toy_manifest, toy_checkpoints), out, progress=False)
+
+
+def test_select_images_takes_held_out_raw_fakes_spread_over_videos(toy_manifest: Path) -> None:
+    from fstmatch.data import read_manifest
+    from fstmatch.hypotheses.config import ImagesConfig
+
+    rows = read_manifest(toy_manifest)
+    chosen = select_images(rows, ImagesConfig(per_method=3, holdout=1))
+    assert list(chosen) == ["Deepfakes", "FaceSwap"]
+    for method, picked in chosen.items():
+        assert len(picked) == 3 and len({r["video"] for r in picked}) == 3  # one frame per video first
+        assert all(r["compression"] == "raw" and r["label"] == 1 and r["frame"] == 1 for r in picked)
+        assert all(r["method"] == method for r in picked)
+    triples, skipped = counterparts(rows, chosen["FaceSwap"])
+    assert skipped == ["FaceSwap/raw/000_001/0001"]
+    assert all(a["frame"] == b["frame"] == c["frame"] and (b["compression"], c["compression"]) == ("c23", "c40")
+               for a, b, c in triples)
+    with pytest.raises(UserError, match="NeuralTextures"):
+        select_images(rows, ImagesConfig(methods=("NeuralTextures",)))
+
+
+def test_summary_numbers_are_finite_and_in_range(verified) -> None:
+    out, s = verified
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s, default=float))
+    bound = 1 / GRID  # |Q_t| = |±Σ φd| / G² <= sqrt(G²) / G² for a unit map
+    for method in ("Deepfakes", "FaceSwap"):
+        assert abs(s["h1"]["Q"][method]) <= bound
+        assert s["h1"]["sem"][method] >= 0 and s["h1"]["noise"][method] >= 0
+        assert len(s["h1"]["curve"][method]) == 8
+        for key in ("Q_paired", "Q_unpaired", "diff"):
+            assert math.isfinite(s["h2"][key][method]) and abs(s["h2"][key][method]) <= 2 * bound
+        assert 0 <= s["h2"]["above_at"][method] <= 8
+    assert set(s["h3"]["delta"]) == {"source", "target", "det"}
+    assert all(-1 <= d <= 1 for d in s["h3"]["delta"].values())
+    assert s["h3"]["skipped"] == 1 and s["h3"]["n_images"] == 7
+    assert s["images"]["total"] == 8 and s["images"]["per_method"] == {"Deepfakes": 4, "FaceSwap": 4}
+    for role, region in (("source", "rest"), ("target", "donor"), ("det", "trace"), ("det_paired", "trace")):
+        t = s["truth"][role]
+        assert t["region"] == region and 0 <= t["share"] <= 1 and 0 < t["expected"] < 1 and t["n"] + t["skipped"] == 8
+    # 8 raw images x (2 + 4 orderings x (16 - 1)) forwards; c23/c40 maps cover the 7 complete frames
+    assert s["shapley"]["n_forward"]["det__raw"] == 8 * 62
+    assert s["shapley"]["n_forward"]["det__c40"] == 7 * 62
+    assert isinstance(s["h1"]["holds"], bool) and isinstance(s["h3"]["holds"], bool)
+    assert s["models"]["det"]["name"] == "det"
+
+
+def test_figures_are_written(verified) -> None:
+    out, s = verified
+    for name in ("h1_Q.png", "h2_curves.png", "h3_delta.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    example = out / s["h1"]["figures"]["Deepfakes"][0]
+    assert example.is_file() and example.stat().st_size > 1000
+
+
+def test_rerun_reuses_cached_maps(verified, toy_manifest, toy_checkpoints) -> None:
+    out, s = verified
+    cache = out / "maps" / "det__raw.npz"
+    before = cache.stat().st_mtime_ns
+    again = verify(_cfg(toy_manifest, toy_checkpoints), out, hypotheses=[1], progress=False)
+    assert cache.stat().st_mtime_ns == before
+    assert again["h1"]["Q"] == s["h1"]["Q"]
+    assert "h2" in again and "h3" in again  # earlier hypotheses kept in the merged summary
+
+
+def test_changed_settings_recompute_maps(toy_manifest, toy_checkpoints, tmp_path) -> None:
+    cfg = _cfg(toy_manifest, toy_checkpoints, images={"per_method": 1})
+    a = verify(cfg, tmp_path, hypotheses=[1], progress=False)
+    b = verify(_cfg(toy_manifest, toy_checkpoints, images={"per_method": 1}, shapley={"seed": 1}), tmp_path,
+               hypotheses=[1], progress=False)
+    assert a["h1"]["Q"] != b["h1"]["Q"]
+
+
+def test_missing_checkpoint_names_the_train_command(toy_manifest, toy_checkpoints, tmp_path) -> None:
+    ckpts = {**toy_checkpoints, "det": str(tmp_path / "nowhere")}
+    with pytest.raises(UserError, match=r"(?s)det not found.*fstmatch train .*--model det --compressions raw"):
+        verify(_cfg(toy_manifest, ckpts), tmp_path / "out", hypotheses=[1], progress=False)
+    with pytest.raises(UserError, match=r"checkpoints\.det_paired is not set"):
+        verify(_cfg(toy_manifest, {**toy_checkpoints, "det_paired": None}), tmp_path / "o2", hypotheses=[2],
+               progress=False)
+
+
+def test_cli_verify(toy_manifest, toy_checkpoints, tmp_path, capsys) -> None:
+    cfg = {"manifest": str(toy_manifest), "checkpoints": toy_checkpoints, "device": "cpu", "noise_draws": 4,
+           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": GRID, "permutations": 2}}
+    path = tmp_path / "verify.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc = main(["verify", "--hypothesis", "3", "--config", str(path), "--out", str(tmp_path / "v"), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "H3" in text and "H1" not in text
+    s = json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert "h3" in s and "h1" not in s and (tmp_path / "v" / "report.html").is_file()
+    rc = main(["verify", "--hypothesis", "1", "--config", str(path), "--out", str(tmp_path / "v2"),
+               "--set", "checkpoints.source=/missing"])
+    assert rc == 2 and "fstmatch train" in capsys.readouterr().err
+
+
+def test_report_of_a_verify_summary(verified, tmp_path) -> None:
+    out, s = verified
+    md, page = write_report(out, hypothesis_blocks(s), title="t", name="test-report")
+    text = md.read_text()
+    assert "| method | Q |" in text and "Hypothesis 3" in text and "h1_Q.png" in text
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<table>" in html
+    digest = format_verify(s)
+    assert "Deepfakes" in digest and "claim" in digest
