@@ -16,6 +16,7 @@ from torch import nn
 from fstmatch.errors import UserError
 from fstmatch.models import create_model, load_model, load_weights, read_model_meta, save_model
 from fstmatch.models.resnet import IMAGENET_URLS
+from fstmatch.models.weights import strip_wrapper_prefixes
 
 
 def _randomised(model: nn.Module, seed: int) -> nn.Module:
@@ -87,10 +88,13 @@ def test_pretrained_of_other_architecture_lists_every_mismatch(tmp_path: Path) -
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_is_refused_never_executed(tmp_path: Path) -> None:
     sentinel = tmp_path / "executed"
-    for name in ("evil.pth", "evil.safetensors"):
+    for name, refusal in (
+        ("evil.pth", "not a plain tensor state dict"),
+        ("evil.safetensors", "not a safetensors file"),
+    ):
         path = tmp_path / name
         path.write_bytes(pickle.dumps({"conv1.weight": _Touch(sentinel)}))
-        with pytest.raises(UserError):
+        with pytest.raises(UserError, match=refusal):
             create_model("resnet18", width=4, pretrained=str(path))
         with pytest.raises(UserError, match="not a safetensors file"):
             load_model(path)
@@ -193,3 +197,20 @@ def test_checkpoint_of_other_class_count_names_keys_and_shapes(tmp_path: Path) -
             create_model("det", width=2),
             {k: v for k, v in other.state_dict().items() if not k.startswith("fc.")},
         )
+
+
+def test_wrapper_prefixes_are_stripped_only_when_every_key_has_them() -> None:
+    t = torch.zeros(1)
+    assert list(
+        strip_wrapper_prefixes({"module._orig_mod.fc.weight": t, "module._orig_mod.conv1.weight": t})
+    ) == [
+        "fc.weight",
+        "conv1.weight",
+    ]
+    assert list(strip_wrapper_prefixes({"model.fc.weight": t, "conv1.weight": t})) == [
+        "model.fc.weight",
+        "conv1.weight",
+    ]
+    assert list(
+        strip_wrapper_prefixes({"module.model.head.weight": t}, model_keys=["model.head.weight"])
+    ) == ["model.head.weight"]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from fstmatch.errors import UserError
-from fstmatch.models import create_model, load_model, save_model
+from fstmatch.models import create_model, load_model, load_weights, save_model
 
 
 class _StubTimmNet(nn.Module):
@@ -76,6 +76,9 @@ def test_adapter_behind_roles_and_round_trip(stub_timm, tmp_path: Path) -> None:
     loaded = load_model(tmp_path / "det.safetensors")
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(loaded(x), det(x))
+    # the adapter's own "model." keys are not mistaken for a wrapper prefix
+    fresh = load_weights(create_model("det", arch="timm:stubnet"), tmp_path / "det.safetensors")
+    torch.testing.assert_close(fresh(x), det(x))
     with pytest.raises(UserError, match="width=16 applies to the built-in ResNets only"):
         create_model("det", arch="timm:stubnet", width=16)
     with pytest.raises(UserError, match="timm could not create 'nosuch'"):

@@ -3,9 +3,13 @@ role models (``det``, ``source``, ``target``) and FST-Matching, plus the safeten
 
 Every model takes float (N, 3, H, W) RGB in [0, 1] and normalises internally.
 
->>> model = create_model("det", width=16)
->>> save_model(model, "run/model.safetensors")
->>> same = load_model("run")
+Typical use::
+
+    model = create_model("det", width=16)
+    save_model(model, "run/model.safetensors", extra_meta={"epoch": 3})
+    same = load_model("run")  # rebuilt from the file's metadata, eval mode
+
+See docs/models.md.
 """
 
 from fstmatch.models import fstmatching as _fstmatching  # noqa: F401  (registers "fstmatching")

@@ -54,7 +54,9 @@ class LoadReport:
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module under DDP / DataParallel / torch.compile wrappers."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             return model
         model = inner
@@ -105,8 +107,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pretrained weights file not found: {path}")
-    if is_safetensors(path):
-        return read_safetensors(path)[0]
+    if is_safetensors(path) or path.suffix.lower() == ".safetensors":
+        return read_safetensors(path)[0]  # refuses a .safetensors name on other content
     if path.suffix.lower() not in _PTH_SUFFIXES:
         raise UserError(f"{path}: expected a .safetensors file or a {'/'.join(_PTH_SUFFIXES)} state dict")
     try:
@@ -129,14 +131,16 @@ def _as_state_dict(obj: Any, where: str) -> dict[str, Tensor]:
     raise UserError(f"{where}: expected a state dict (a mapping of parameter names to tensors)")
 
 
-def strip_wrapper_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove ``module.``/``_orig_mod.``/``model.``/``backbone.``/``encoder.`` while every key has it."""
+def strip_wrapper_prefixes(state: Mapping[str, Tensor], model_keys: Sequence[str] = ()) -> dict[str, Tensor]:
+    """Remove ``module.``/``_orig_mod.``/``model.``/``backbone.``/``encoder.`` while every key has
+    it — unless every key of the target model has it too (a timm adapter's own ``model.*``)."""
     state = dict(state)
+    keep = {p for p in _WRAPPER_PREFIXES if model_keys and all(k.startswith(p) for k in model_keys)}
     changed = True
     while changed and state:
         changed = False
         for prefix in _WRAPPER_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
+            if prefix not in keep and all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
@@ -197,7 +201,7 @@ def match_state_dict(
         elif not key.endswith("num_batches_tracked"):
             problems.append(f"unexpected {key} {_fmt_shape(theirs)}")
     if problems:
-        arch = getattr(model, "fst_meta", {}).get("name", type(model).__name__)
+        arch = (getattr(model, "fst_meta", None) or {}).get("name", type(model).__name__)
         shown = problems[:200] + ([f"... and {len(problems) - 200} more"] if len(problems) > 200 else [])
         raise UserError(
             f"{where} does not fit model {arch!r} ({len(problems)} mismatch(es); another architecture, "
@@ -215,7 +219,9 @@ def load_weights(
     else:
         state, where = read_state_dict(state_or_path), where or str(state_or_path)
     target = unwrap_model(model)
-    to_load, _ = match_state_dict(target, strip_wrapper_prefixes(state), where=where)
+    to_load, _ = match_state_dict(
+        target, strip_wrapper_prefixes(state, list(target.state_dict())), where=where
+    )
     target.load_state_dict(to_load, strict=False)  # completeness was checked above
     return model
 
@@ -245,9 +251,8 @@ def load_pretrained(
         where = imagenet_url
     else:
         state, where = read_state_dict(source), str(source)
-    to_load, skipped = match_state_dict(
-        model, strip_wrapper_prefixes(state), skip_prefixes=classifier_prefixes, where=where
-    )
+    state = strip_wrapper_prefixes(state, list(model.state_dict()))
+    to_load, skipped = match_state_dict(model, state, skip_prefixes=classifier_prefixes, where=where)
     model.load_state_dict(to_load, strict=False)
     for note in skipped:
         log.warning("pretrained %s: skipped %s", Path(where).name, note)

@@ -23,6 +23,8 @@ import numpy as np
 # Number of extra (non-landmark) points appended after the 68 landmarks: forehead arc, ears,
 # iris centres, hairline and neck, all projected with the same pose as the landmarks.
 FOREHEAD_POINTS = 15
+#: Height of jaw points 0..8 (ear to chin) as a fraction of the eye-line-to-chin distance.
+_JAW_HEIGHT = (0.0, 0.13, 0.29, 0.46, 0.62, 0.77, 0.9, 0.975, 1.0)
 
 
 @dataclass(frozen=True)
@@ -160,15 +162,16 @@ def face_points(context: Identity, inner: Identity, blink: float, mouth: float) 
     """
     pts = np.zeros((68, 3))
     w = 0.5 * context.jaw_width
-    y0, length = 0.06, context.face_length
+    y0, length = 0.0, context.face_length
+    sq = context.chin_square  # squarer jaws keep their width lower down before turning to the chin
     for i in range(17):
-        t = np.pi * i / 16
-        c, s = np.cos(t), np.sin(t)
-        # Squarer jaws keep the width lower down before turning to the chin.
-        sq = context.chin_square
-        x = -w * np.sign(c) * abs(c) ** (1.0 - 0.35 * sq)
-        y = y0 + (length - y0) * s ** (1.0 - 0.4 * sq)
-        pts[i] = (x, y, -0.2 * abs(c) + 0.05 * s)
+        # Height of jaw point i as a fraction of eye-line-to-chin, where dlib's annotation puts it
+        # (fitted to dlib's 68-point predictor run on these drawings), then the outline's x there.
+        g = float(np.interp(abs(i - 8), range(9), _JAW_HEIGHT[::-1]))
+        sin_t = g ** (1.0 / (1.0 - 0.4 * sq))
+        cos_t = np.sqrt(max(0.0, 1.0 - sin_t**2))
+        x = -w * np.sign(8 - i) * cos_t ** (1.0 - 0.35 * sq)
+        pts[i] = (x, y0 + (length - y0) * g, -0.2 * cos_t + 0.05 * sin_t)
     f = inner
     eo = f.eye_open * (1.0 - np.clip(blink, 0, 1))
     for side in (0, 1):

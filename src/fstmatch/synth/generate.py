@@ -55,12 +55,13 @@ def make_splits(cfg: SynthConfig, seed: int) -> dict[str, list[tuple[str, str]]]
 
 
 def plan_videos(cfg: SynthConfig, splits: dict[str, list[tuple[str, str]]]) -> list[VideoJob]:
-    """Every video of the dataset: one real per identity, fakes A_B and B_A per pair and method."""
+    """Every video of the dataset: one real per identity, then fakes A_B and B_A of every pair,
+    all methods of one fake name in a row (they share A's real frames)."""
     jobs = [VideoJob(ffpp.REAL, i, i) for i in range(cfg.num_identities)]
-    pairs = [(int(a), int(b)) for split in ffpp.SPLITS for a, b in splits[split]]
-    for method in cfg.methods:
-        for a, b in sorted(pairs):
-            jobs += [VideoJob(method, a, b), VideoJob(method, b, a)]
+    pairs = sorted((int(a), int(b)) for split in ffpp.SPLITS for a, b in splits[split])
+    for a, b in pairs:
+        for src, donor in ((a, b), (b, a)):
+            jobs += [VideoJob(method, src, donor) for method in cfg.methods]
     return jobs
 
 
@@ -94,28 +95,37 @@ def scene(cfg: SynthConfig, seed: int, job: VideoJob, t: int, pose_a: Pose, pose
     )
 
 
+_REAL_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def real_video(cfg: SynthConfig, seed: int, identity_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 (T, H, W, 3) and landmarks float32 (T, 68, 2) of real video ``identity_id``
+    (the last few are cached: every fake of A starts from A's real frames)."""
+    key = (repr(to_dict(cfg)), seed, identity_id)
+    if key not in _REAL_CACHE:
+        poses = track(cfg, seed, identity_id)
+        frames, marks = zip(*(real_frame(cfg, seed, identity_id, t, poses[t]) for t in range(cfg.frames)))
+        if len(_REAL_CACHE) >= 4:
+            _REAL_CACHE.pop(next(iter(_REAL_CACHE)))
+        _REAL_CACHE[key] = (np.stack(frames), np.stack(marks).astype(np.float32))
+    return _REAL_CACHE[key]
+
+
 def render_video(cfg: SynthConfig, seed: int, job: VideoJob) -> dict[str, np.ndarray]:
     """Render every frame of ``job``: ``frames`` uint8 (T, H, W, 3), ``landmarks`` float32 (T, 68, 2)
     and, for fakes, ``donor_mask`` and ``trace_mask`` uint8 (T, H, W)."""
-    poses_a = track(cfg, seed, job.a)
-    poses_b = track(cfg, seed, job.b) if job.method != ffpp.REAL else poses_a
-    frames, marks, donor, trace = [], [], [], []
-    for t in range(cfg.frames):
-        real, lm = real_frame(cfg, seed, job.a, t, poses_a[t])
-        if job.method == ffpp.REAL:
-            frames.append(real)
-            marks.append(lm)
-            continue
-        fake = MANIPULATIONS[job.method](real, scene(cfg, seed, job, t, poses_a[t], poses_b[t]))
-        frames.append(fake.image)
-        marks.append(fake.landmarks)
-        donor.append(fake.donor_mask)
-        trace.append(fake.trace_mask)
-    out = {"frames": np.stack(frames), "landmarks": np.stack(marks).astype(np.float32)}
-    if donor:
-        out["donor_mask"] = np.stack(donor).astype(np.uint8)
-        out["trace_mask"] = np.stack(trace).astype(np.uint8)
-    return out
+    reals, real_marks = real_video(cfg, seed, job.a)
+    if job.method == ffpp.REAL:
+        return {"frames": reals.copy(), "landmarks": real_marks.copy()}
+    poses_a, poses_b = track(cfg, seed, job.a), track(cfg, seed, job.b)
+    fakes = [MANIPULATIONS[job.method](reals[t], scene(cfg, seed, job, t, poses_a[t], poses_b[t]))
+             for t in range(cfg.frames)]
+    return {
+        "frames": np.stack([f.image for f in fakes]),
+        "landmarks": np.stack([f.landmarks for f in fakes]).astype(np.float32),
+        "donor_mask": np.stack([f.donor_mask for f in fakes]).astype(np.uint8),
+        "trace_mask": np.stack([f.trace_mask for f in fakes]).astype(np.uint8),
+    }
 
 
 def _outputs(root: Path, cfg: SynthConfig, job: VideoJob) -> list[Path]:
@@ -181,8 +191,11 @@ def _prepare_out(out: Path, record: dict, overwrite: bool) -> None:
         except json.JSONDecodeError:
             previous = {}
         same = {k: previous.get(k) for k in ("seed", "config")} == {k: record[k] for k in ("seed", "config")}
-        if same:
-            return  # resume: finished videos are skipped
+        if same:  # resume: finished videos are skipped, leftovers of a killed run removed
+            for name in _OWNED[:3]:
+                for stale in (out / name).rglob(".*.tmp-*"):
+                    stale.unlink()
+            return
         raise UserError(
             f"{out} holds an FST-Synth set made with other settings (preset {previous.get('preset')!r}, "
             f"seed {previous.get('seed')}); pass --overwrite to replace it, or choose another folder"
@@ -226,7 +239,7 @@ def generate(
     ffpp.write_splits(out / "splits", splits)
     jobs = plan_videos(cfg, splits)
     tasks = [(str(out), to_dict(cfg), int(seed), job) for job in jobs]
-    done = _run(tasks, workers, progress)
+    done = _run(tasks, workers, progress, chunk=len(cfg.methods))
     from fstmatch.synth.contact import write_contact_sheet
 
     write_contact_sheet(out, cfg, splits)
@@ -234,7 +247,7 @@ def generate(
     return out
 
 
-def _run(tasks: list, workers: int, progress: bool) -> int:
+def _run(tasks: list, workers: int, progress: bool, chunk: int = 1) -> int:
     """Run the video tasks (in this process or a spawn pool); returns how many were rendered."""
     bar = tqdm(total=len(tasks), desc="synth videos", unit="video", disable=not progress)
     rendered = 0
@@ -247,7 +260,7 @@ def _run(tasks: list, workers: int, progress: bool) -> int:
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
             with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-                for result in pool.map(_work, tasks, chunksize=1):
+                for result in pool.map(_work, tasks, chunksize=chunk):
                     rendered += result
                     bar.update()
     finally:
@@ -261,4 +274,5 @@ def iter_videos(root: str | Path, comp: str = "raw") -> Iterable[tuple[str, str,
     for method in (ffpp.REAL, *ffpp.METHODS):
         folder = ffpp.video_dir(root, method, comp)
         for path in sorted(folder.glob("*.mp4")) if folder.is_dir() else []:
-            yield method, path.stem, path
+            if not path.name.startswith("."):  # pathlib's glob matches hidden temporary files
+                yield method, path.stem, path
