@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -96,22 +95,22 @@ def probe(args: argparse.Namespace) -> None:
     images = make_images(1, args.size, seed=1)
     with torch.inference_mode():
         model(images)  # warm-up, batch 1
-    rss_before = _rss_kb()
+    rss_before = _status_kb("VmRSS")
     from fstmatch.explain import shapley
 
     t0 = time.perf_counter()
     res = shapley(model, images, 0, grid=args.grid, n_permutations=args.perms, batch_size=args.batch,
                   optimize=not args.eager, dtype=torch.bfloat16 if args.bf16 else None)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM")  # ru_maxrss would include the parent's RSS (kept across exec)
     print(json.dumps({"forwards": res.total_forward, "wall_s": wall, "fwd_per_s": res.total_forward / wall,
                       "rss_before_mb": rss_before / 1024, "peak_rss_mb": peak / 1024,
                       "peak_minus_before_mb": (peak - rss_before) / 1024}))
 
 
-def _rss_kb() -> int:
+def _status_kb(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
 
@@ -136,7 +135,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test: 64 px, 8x8 grid, tiny budgets")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--images", type=int, default=1)
+    ap.add_argument("--stage", choices=["all", "estimators", "rates"], default="all",
+                    help="estimators: error per forward, bf16, memory; rates: interleaved forwards/s")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the interleaved rate measurement")
     # probe mode (internal)
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
@@ -153,12 +155,20 @@ def main() -> None:
         env = {**os.environ, **ALLOCATOR_ENV, "FSTMATCH_BENCH_NO_REEXEC": "1"}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     torch.set_num_threads(args.threads)
+    if args.stage == "rates":
+        report = {"interleaved_rates": interleaved_rates(args)}
+        print(json.dumps(report, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        return None
     q = args.quick
     size, grid = (64, 8) if q else (224, 16)
     args.size = size
     p = grid * grid
-    m_lo, m_hi = (2, 4)
-    p_anti, p_plain, p_default = (4, 4, 8) if q else (8, 4, 64)
+    # Budgets are small on purpose (a shared 2-core box): sum(stderr^2) sums G*G cells, so even 2
+    # samples per cell estimate it well; errors at other budgets follow from error ~ 1/sqrt(budget).
+    m_lo, m_hi = 2, 4  # m_hi on 1/8 of the cells only
+    p_plain, p_anti, p_default = 2, 4, 64
     t_start = time.perf_counter()
 
     model = build_model()
@@ -170,43 +180,39 @@ def main() -> None:
           file=sys.stderr)
     R: dict[str, dict] = {}
     common = dict(grid=grid, batch_size=256)
-    print("fp32 estimators (engine implementation):", file=sys.stderr)
+    print("fp32 estimators (engine implementation, batch 256):", file=sys.stderr)
     R["ref_lo"] = run(f"reference m={m_lo}", model, images, targets, method="reference", n_permutations=m_lo,
                       seed=10, **common)
-    R["ref_hi"] = run(f"reference m={m_hi}", model, images, targets, method="reference", n_permutations=m_hi,
-                      seed=11, **common)
+    R["anti"] = run(f"antithetic walk P={p_anti}", model, images, targets, n_permutations=p_anti, seed=13, **common)
     R["plain"] = run(f"walk P={p_plain}", model, images, targets, n_permutations=p_plain, antithetic=False,
                      seed=12, **common)
-    R["anti"] = run(f"antithetic walk P={p_anti}", model, images, targets, n_permutations=p_anti, seed=13, **common)
-    print("bf16:", file=sys.stderr)
-    R["anti_bf16"] = run(f"antithetic walk P={p_anti} bf16", model, images, targets, n_permutations=p_anti,
-                         seed=13, dtype=torch.bfloat16, **common)
-    R["anti_bf16_default"] = run(f"antithetic walk P={p_default} bf16", model, images[:1], targets[:1],
-                                 n_permutations=p_default, seed=14, dtype=torch.bfloat16, **common)
-    print("reference-style implementation (fp32 eager, default layout):", file=sys.stderr)
-    R["eager_16"] = run("reference m=1 eager batch 16", model, images[:1], targets[:1], method="reference",
-                        n_permutations=1, optimize=False, grid=grid, batch_size=16)
-    R["eager_200"] = run("reference m=1 eager batch 200", model, images[:1], targets[:1], method="reference",
-                         n_permutations=1, optimize=False, grid=grid, batch_size=200)
+    cells = torch.randperm(p, generator=torch.Generator().manual_seed(5))[: p // 8]
+    sub = reference_cells(model, images, targets, grid, m_hi, cells, seed=11)
+    print("bf16 vs fp32 at equal orderings (4x4 grid: bf16 is slow on CPUs without AMX):", file=sys.stderr)
+    one = (images[:1], targets[:1])
+    R["g4_fp32"] = run("antithetic walk P=4 grid 4 fp32", model, *one, grid=grid // 4, n_permutations=4, seed=15)
+    R["g4_bf16"] = run("antithetic walk P=4 grid 4 bf16", model, *one, grid=grid // 4, n_permutations=4, seed=15,
+                       dtype=torch.bfloat16)
+    print("reference-style implementation (fp32 eager, default layout, batch 64):", file=sys.stderr)
+    # rate only (forwards/s do not depend on the grid): 8x8 grid, m=1 -> 128 forwards
+    R["eager_64"] = run("reference m=1 eager batch 64", model, *one, method="reference",
+                        n_permutations=1, optimize=False, grid=grid // 2, batch_size=64)
 
-    print("subprocess probes (allocator settings, peak memory):", file=sys.stderr)
-    perms_probe = "2"
-    probes = {}
-    for alloc in (False, True):
-        probes[f"engine_fp32_alloc{int(alloc)}"] = spawn_probe(["--grid", str(grid), "--perms", perms_probe], alloc, args)
-        probes[f"engine_bf16_alloc{int(alloc)}"] = spawn_probe(
-            ["--grid", str(grid), "--perms", perms_probe, "--bf16"], alloc, args)
-        probes[f"eager_fp32_alloc{int(alloc)}"] = spawn_probe(
-            ["--grid", str(grid), "--perms", perms_probe, "--eager", "--batch", "64"], alloc, args)
-    mem = {}
-    for batch in (16, 64, 256):
-        mem[f"batch{batch}_grid{grid}_P2"] = spawn_probe(["--grid", str(grid), "--perms", "2", "--batch", str(batch)],
-                                                         True, args)
-    mem[f"batch64_grid{grid // 2}_P2"] = spawn_probe(["--grid", str(grid // 2), "--perms", "2", "--batch", "64"],
-                                                     True, args)
-    mem[f"batch64_grid{grid}_P6"] = spawn_probe(["--grid", str(grid), "--perms", "6", "--batch", "64"], True, args)
+    print("subprocess probes (allocator settings, peak memory; engine fp32):", file=sys.stderr)
+    g2, g4 = str(grid // 2), str(grid // 4)
+    probes = {
+        "b64_g8_P2_alloc0": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], False, args),
+        "b64_g8_P2_alloc1": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], True, args),
+        "b256_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "256"], True, args),
+        "b64_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "64"], True, args),
+        "b64_g4_P6_alloc1": spawn_probe(["--grid", g4, "--perms", "6", "--batch", "64"], True, args),
+    }
 
-    report = analyse(R, probes, mem, p, p_default, args)
+    report = analyse(R, sub, probes, p, p_default, m_hi)
+    if args.stage == "all":
+        report["interleaved_rates"] = interleaved_rates(args)
+    report["bf16_capability"] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                 "amx_bf16_flag": "amx_bf16" in Path("/proc/cpuinfo").read_text()}
     report["total_wall_s"] = time.perf_counter() - t_start
     report["machine"] = {"cpu_threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
                          "processor": platform.processor() or platform.machine()}
@@ -215,75 +221,137 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
-def analyse(R: dict, probes: dict, mem: dict, p: int, p_default: int, args) -> dict:
-    fp32_keys = ["ref_lo", "ref_hi", "plain", "anti"]
-    # ||phi||^2 per image: inverse-variance pool of the fp32 runs, minus its own variance
-    w = [1 / sum_var(R[k]) for k in fp32_keys]
-    pooled = sum(wi.view(-1, 1, 1) * R[k]["values"] for wi, k in zip(w, fp32_keys)) / sum(w).view(-1, 1, 1)
-    pooled_var = 1 / sum(w)
-    norm2 = (pooled.flatten(1).norm(dim=1) ** 2 - pooled_var).clamp_min(1e-30)
-    out: dict = {"norm_phi": norm2.sqrt().tolist(), "runs": {}}
-    per_image_fwd = {}
+def interleaved_rates(args: argparse.Namespace) -> dict:
+    """Forwards/s, alternating configurations round by round so that load changes on a shared
+    machine hit all of them alike; medians and the median of per-round ratios.
+
+    In process (allocator settings as this process has them): the reference estimator as the paper
+    runs it (fp32 eager, default layout, batch 64) vs the engine (BN folded, channels_last, batch
+    128). Subprocesses: the engine with and without the glibc allocator settings."""
+    import statistics
+
+    size = 64 if args.quick else 224
+    grid = 8 if not args.quick else 4
+    model = build_model()
+    image = make_images(1, size, seed=1)
+    from fstmatch.explain import shapley
+
+    def rate(**kw) -> float:
+        t0 = time.perf_counter()
+        res = shapley(model, image, 0, grid=grid, **kw)
+        return res.total_forward / (time.perf_counter() - t0)
+
+    rows: dict[str, list[float]] = {"eager_ref_b64": [], "engine_b128": [], "probe_engine_alloc0": [],
+                                    "probe_engine_alloc1": []}
+    probe_args = ["--grid", str(grid), "--perms", "2", "--batch", "128"]
+    for r in range(args.rounds):
+        rows["eager_ref_b64"].append(rate(method="reference", n_permutations=1, optimize=False, batch_size=64))
+        rows["engine_b128"].append(rate(n_permutations=2, batch_size=128))
+        if r < 2:
+            for alloc in (False, True) if r == 0 else (True, False):
+                rows[f"probe_engine_alloc{int(alloc)}"].append(spawn_probe(probe_args, alloc, args)["fwd_per_s"])
+        print(f"  round {r}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rows.items() if v), file=sys.stderr,
+              flush=True)
+    out = {k: {"fwd_per_s": v, "median": statistics.median(v)} for k, v in rows.items()}
+    out["implementation_ratio_per_round"] = [e / b for e, b in zip(rows["engine_b128"], rows["eager_ref_b64"])]
+    out["implementation_ratio_median"] = statistics.median(out["implementation_ratio_per_round"])
+    out["allocator_ratio_per_round"] = [a / b for a, b in zip(rows["probe_engine_alloc1"], rows["probe_engine_alloc0"])]
+    out["setup"] = {"size": size, "grid": grid, "forwards_per_call": 2 + 2 * (grid * grid - 1)}
+    return out
+
+
+def reference_cells(model, images, targets, grid: int, m: int, cells: torch.Tensor, seed: int) -> dict:
+    """The paper's estimator (SPEC §3) for some cells only, through the engine's value function:
+    per cell m orderings, two forwards each. Returns the per-sample variance of each cell's marginal
+    (the estimator's variance at m is that / m) and the cost."""
+    from fstmatch.explain._utils import ValueFunction, make_baseline, prepared_model
+
+    p = grid * grid
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in cells.tolist():
+        for _ in range(m):
+            pos = torch.randperm(p, generator=gen).argsort()
+            before = pos < pos[c]
+            plus = before.clone()
+            plus[c] = True
+            rows += [before, plus]
+    coalitions = torch.stack(rows)
+    base = make_baseline("zero", images, (images.shape[-2] // grid, images.shape[-1] // grid))
+    t0 = time.perf_counter()
+    with prepared_model(model, optimize=True, dtype=None, device=images.device, probe=images[:1]) as (fn, dt):
+        vf = ValueFunction(fn, images, base, targets, grid, batch_size=256, input_dtype=dt, channels_last=True)
+        v = vf.evaluate(torch.arange(images.shape[0]), coalitions).view(images.shape[0], len(cells), m, 2)
+    wall = time.perf_counter() - t0
+    marg = v[..., 1] - v[..., 0]
+    fwd = int(vf.n_forward.sum())
+    print(f"  reference m={m} on {len(cells)} cells       {fwd:>7} forwards {wall:7.1f} s  {fwd / wall:6.1f} fwd/s",
+          file=sys.stderr, flush=True)
+    return {"cells": cells, "m": m, "sample_var": marg.var(dim=2), "forwards": fwd, "wall_s": wall}
+
+
+def analyse(R: dict, sub: dict, probes: dict, p: int, p_default: int, m_hi: int) -> dict:
+    fp32_keys = ["ref_lo", "anti", "plain"]
+    n_img = R["ref_lo"]["values"].shape[0]
+    m_lo = int(R["ref_lo"]["kw"]["n_permutations"])
+    out: dict = {"runs": {}, "images": []}
     for k, r in R.items():
-        n_img = r["values"].shape[0]
-        fwd_img = r["forwards"] / n_img
-        sv = sum_var(r)
-        rel = (sv / norm2[:n_img]).sqrt()
-        per_image_fwd[k] = fwd_img
-        out["runs"][k] = {"label": r["label"], "forwards_per_image": fwd_img, "wall_s": r["wall_s"],
-                          "fwd_per_s": r["fwd_per_s"], "rel_l2_error": rel.tolist(),
-                          "var_x_forwards": (sv * fwd_img).tolist()}
-    # constant of each estimator: sum(stderr^2) * forwards, per image (equal-error forwards ratio)
-    c = {k: sum_var(R[k]) * per_image_fwd[k] for k in fp32_keys}
-    ref_c = (c["ref_lo"] + c["ref_hi"]) / 2
-    out["ref_constant_ratio_hi_over_lo"] = (c["ref_hi"] / c["ref_lo"]).tolist()
-    out["algorithmic_factor_walk"] = (ref_c / c["plain"]).tolist()
-    out["algorithmic_factor_antithetic"] = (ref_c / c["anti"]).tolist()
-    c_bf16 = sum_var(R["anti_bf16"]) * per_image_fwd["anti_bf16"]
-    out["algorithmic_factor_antithetic_bf16"] = (ref_c / c_bf16).tolist()
-    # stderr calibration: observed vs predicted squared distance between independent runs
-    calib = []
-    for i, a in enumerate(fp32_keys):
-        for b in fp32_keys[i + 1:]:
-            d2 = (R[a]["values"] - R[b]["values"]).flatten(1).norm(dim=1) ** 2
-            calib.append({"pair": f"{a}-{b}", "observed_over_predicted": (d2 / (sum_var(R[a]) + sum_var(R[b]))).tolist()})
-    out["stderr_calibration"] = calib
-    # bf16 vs fp32 at equal orderings
-    diff = (R["anti_bf16"]["values"] - R["anti"]["values"]).flatten(1).norm(dim=1)
-    out["bf16_vs_fp32_equal_orderings"] = {
-        "cosine": cosine(R["anti_bf16"]["values"], R["anti"]["values"]).tolist(),
-        "rel_l2_diff": (diff / norm2.sqrt()).tolist(),
-        "fp32_rel_l2_error": out["runs"]["anti"]["rel_l2_error"],
-    }
-    # rates and the wall-clock speedup at equal error
-    eager = max(R["eager_16"]["fwd_per_s"], R["eager_200"]["fwd_per_s"])
-    rate32 = sum(R[k]["forwards"] for k in fp32_keys) / sum(R[k]["wall_s"] for k in fp32_keys)
-    rate16 = (R["anti_bf16"]["forwards"] + R["anti_bf16_default"]["forwards"]) / (
-        R["anti_bf16"]["wall_s"] + R["anti_bf16_default"]["wall_s"])
-    alg32 = torch.tensor(out["algorithmic_factor_antithetic"])
-    alg16 = torch.tensor(out["algorithmic_factor_antithetic_bf16"])
-    out["rates_fwd_per_s"] = {"reference_style_eager_fp32": eager, "eager_batch16": R["eager_16"]["fwd_per_s"],
-                              "eager_batch200": R["eager_200"]["fwd_per_s"], "engine_fp32": rate32,
-                              "engine_bf16": rate16}
-    out["speedup_equal_error"] = {
-        "fp32": {"algorithmic": alg32.tolist(), "implementation": rate32 / eager,
-                 "wall": (alg32 * rate32 / eager).tolist()},
-        "bf16": {"algorithmic": alg16.tolist(), "implementation": rate16 / eager,
-                 "wall": (alg16 * rate16 / eager).tolist()},
-    }
-    # the default budget: its error, and the reference m (and time) giving the same error
+        fwd_img = r["forwards"] / r["values"].shape[0]
+        out["runs"][k] = {"label": r["label"], "images": r["values"].shape[0], "forwards_per_image": fwd_img,
+                          "wall_s": r["wall_s"], "fwd_per_s": r["fwd_per_s"]}
+    out["runs"]["ref_hi_subset"] = {"label": f"reference m={m_hi} on {len(sub['cells'])} cells",
+                                    "forwards": sub["forwards"], "wall_s": sub["wall_s"],
+                                    "fwd_per_s": sub["forwards"] / sub["wall_s"]}
     f_def = 2 + p_default * (p - 1)
-    err_def = (c["anti"] / f_def / norm2).sqrt()
-    m_eq = ref_c / (c["anti"] / f_def) / (2 * p)
-    out["default_budget"] = {
-        "permutations": p_default, "forwards_per_image": f_def, "rel_l2_error_fp32": err_def.tolist(),
-        "reference_m_for_equal_error": m_eq.tolist(),
-        "reference_eager_seconds_for_equal_error": (m_eq * 2 * p / eager).tolist(),
-        "engine_fp32_seconds": f_def / rate32, "engine_bf16_seconds_measured": R["anti_bf16_default"]["wall_s"],
-        "paper_m100_rel_l2_error": (ref_c / (2 * p * 100) / norm2).sqrt().tolist(),
+    for i in range(n_img):
+        var = {k: float(sum_var(R[k])[i]) for k in fp32_keys}
+        fwd = {k: out["runs"][k]["forwards_per_image"] for k in fp32_keys}
+        # ||phi||^2: inverse-variance pool of the independent fp32 runs, minus the pool's variance
+        w = {k: 1 / var[k] for k in fp32_keys}
+        pooled = sum(w[k] * R[k]["values"][i] for k in fp32_keys) / sum(w.values())
+        norm2 = max(float(pooled.norm() ** 2) - 1 / sum(w.values()), 1e-30)
+        const = {k: var[k] * fwd[k] for k in fp32_keys}  # sum(stderr^2) * forwards: budget-independent
+        # the reference at m_hi on a subset of cells, scaled to all cells
+        cells = sub["cells"]
+        sub_hi = float(sub["sample_var"][i].sum()) / m_hi
+        sub_lo = float((R["ref_lo"]["stderr"][i].flatten()[cells] ** 2).sum())
+        img = {"image": i, "norm_phi": norm2**0.5,
+               "rel_l2_error": {k: (var[k] / norm2) ** 0.5 for k in fp32_keys},
+               f"rel_l2_error_ref_m{m_hi}_from_{len(cells)}_cells": (sub_hi * p / len(cells) / norm2) ** 0.5,
+               f"ref_variance_ratio_m{m_lo}_over_m{m_hi}_same_cells": sub_lo / sub_hi,
+               "var_x_forwards_over_norm2": {k: const[k] / norm2 for k in fp32_keys},
+               "algorithmic_factor_antithetic": const["ref_lo"] / const["anti"],
+               "algorithmic_factor_plain_walk": const["ref_lo"] / const["plain"]}
+        calib = {}
+        for j, a in enumerate(fp32_keys):
+            for b in fp32_keys[j + 1:]:
+                d2 = float((R[a]["values"][i] - R[b]["values"][i]).norm() ** 2)
+                calib[f"{a}-{b}"] = d2 / (var[a] + var[b])
+        img["stderr_calibration_observed_over_predicted"] = calib
+        img["default_rel_l2_error"] = (const["anti"] / f_def / norm2) ** 0.5
+        img["paper_m100_rel_l2_error"] = (const["ref_lo"] / (2 * p * 100) / norm2) ** 0.5
+        img["reference_m_for_default_error"] = const["ref_lo"] / (const["anti"] / f_def) / (2 * p)
+        out["images"].append(img)
+    a, b = R["g4_fp32"], R["g4_bf16"]
+    n2 = max(float(a["values"][0].norm() ** 2 - sum_var(a)[0]), 1e-30)
+    out["bf16_vs_fp32_equal_orderings_grid4"] = {
+        "cosine": float(cosine(a["values"], b["values"])[0]),
+        "rel_l2_diff": float((a["values"][0] - b["values"][0]).norm()) / n2**0.5,
+        "fp32_rel_l2_error": float(sum_var(a)[0] / n2) ** 0.5,
+        "bf16_rel_l2_error": float(sum_var(b)[0] / n2) ** 0.5,
+        "fp32_fwd_per_s": a["fwd_per_s"], "bf16_fwd_per_s": b["fwd_per_s"],
     }
-    out["probes_allocator"] = probes
-    out["probes_memory"] = mem
+    eager = R["eager_64"]["fwd_per_s"]
+    rate32 = (sum(R[k]["forwards"] for k in fp32_keys) + sub["forwards"]) / (
+        sum(R[k]["wall_s"] for k in fp32_keys) + sub["wall_s"])
+    alg = [img["algorithmic_factor_antithetic"] for img in out["images"]]
+    out["rates_fwd_per_s"] = {"reference_style_eager_fp32_batch64": eager, "engine_fp32_batch256": rate32}
+    out["speedup_equal_error_fp32"] = {"algorithmic": alg, "implementation": rate32 / eager,
+                                       "wall": [f * rate32 / eager for f in alg]}
+    out["default_budget"] = {"permutations": p_default, "forwards_per_image": f_def,
+                             "engine_fp32_seconds_per_image": f_def / rate32,
+                             "reference_m100_eager_seconds_per_image": 2 * p * 100 / eager}
+    out["probes"] = probes
     return out
 
 

@@ -65,3 +65,14 @@ def test_missing_config_file(tmp_path):
 def test_to_dict_round_trip():
     cfg = Outer(inner=Inner(names=("p", "q")))
     assert from_dict(Outer, to_dict(cfg)) == cfg
+
+
+@dataclass
+class WithTuple:
+    rgb: tuple[int, int, int] = (0, 0, 0)
+
+
+def test_fixed_length_tuple():
+    assert load_config(WithTuple, overrides=["rgb=[1, 2, 3]"]).rgb == (1, 2, 3)
+    with pytest.raises(UserError, match="3 items"):
+        load_config(WithTuple, overrides=["rgb=[1, 2]"])

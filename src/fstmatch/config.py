@@ -191,7 +191,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise UserError(f"{key} must have {len(args)} items, not {len(value)}")
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
         coerced = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(coerced) if origin is tuple else coerced

@@ -86,6 +86,19 @@ def test_results_do_not_depend_on_batch_size(game3, method) -> None:
         assert torch.equal(r.n_forward, runs[0].n_forward)
 
 
+def test_rounds_do_not_change_results(game3, monkeypatch) -> None:
+    """Fixed budgets are split into rounds to bound memory: same orderings, same values."""
+    from fstmatch.explain import _core
+
+    images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    whole = shapley(game3, images, [0, 1], grid=3, n_permutations=12)
+    monkeypatch.setattr(_core, "ROUND_NUMBERS", 2 * 9 * 2)  # 2 antithetic pairs per round
+    rounds = shapley(game3, images, [0, 1], grid=3, n_permutations=12)
+    torch.testing.assert_close(rounds.values, whole.values, atol=1e-9, rtol=0)
+    torch.testing.assert_close(rounds.stderr, whole.stderr, atol=1e-9, rtol=0)
+    assert torch.equal(rounds.n_forward, whole.n_forward)
+
+
 def test_images_do_not_influence_each_other(game3) -> None:
     """Image n's map is the same whether it is explained alone or with others."""
     images = torch.rand(3, 3, 12, 12, generator=torch.Generator().manual_seed(2))

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
-from .toys import CellGame
 
 from fstmatch.explain import make_baseline, shapley
+
+from .toys import CellGame
 
 
 @pytest.mark.parametrize("grid", [2, 3])

@@ -129,3 +129,41 @@ def test_plain_callable_and_int_target() -> None:
     res = shapley(lambda x: game(x), torch.ones(2, 3, 8, 8), 1, grid=2, method="exact")
     torch.testing.assert_close(res.values[1].flatten(), game.closed_form(1), atol=1e-5, rtol=0)
     assert res.targets.tolist() == [1, 1]
+
+
+def test_batchnorm_folding_finds_conv_bn_pairs_without_tracing() -> None:
+    from fstmatch.explain._utils import fold_batchnorm
+
+    net = small_cnn(seed=3)
+    probe = torch.rand(1, 3, 8, 8)
+    folded = fold_batchnorm(net, probe)
+    assert folded is not net and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2  # original untouched
+    x = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_batchnorm_folding_refuses_when_the_conv_output_is_reused() -> None:
+    from fstmatch.explain._utils import fold_batchnorm
+
+    class Reuse(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return (self.bn(y) + y).mean((2, 3))  # y feeds both BN and the sum: folding is wrong
+
+    net = Reuse().eval()
+    assert fold_batchnorm(net, torch.rand(1, 3, 4, 4)) is net
+
+
+def test_images_follow_the_model_dtype() -> None:
+    """float64 images on a float32 model (and the reverse) are cast to the model's dtype."""
+    game = CellGame(2, n_classes=2, seed=7)
+    a = shapley(game, torch.ones(1, 3, 8, 8, dtype=torch.float64), 1, grid=2, method="exact")
+    b = shapley(game.double(), torch.ones(1, 3, 8, 8), 1, grid=2, method="exact")
+    torch.testing.assert_close(a.values[0].flatten(), game.closed_form(1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.values, a.values, atol=1e-5, rtol=0)

@@ -141,3 +141,34 @@ def test_report_of_a_verify_summary(verified, tmp_path) -> None:
     assert html.count("data:image/png;base64,") >= 3 and "<table>" in html
     digest = format_verify(s)
     assert "Deepfakes" in digest and "claim" in digest
+
+
+def test_train_missing_trains_the_absent_model_with_the_protocol(toy_manifest, toy_checkpoints, tmp_path) -> None:
+    from fstmatch.train import load_run_config
+
+    cfg = _cfg(toy_manifest, {**toy_checkpoints, "det": None}, images={"per_method": 1}, train_missing=True,
+               train={"max_steps": 2, "batch_size": 4, "eval_every": 0, "device": "cpu",
+                      "model": {"width": 4}, "input": {"canvas": 32, "augment": False}})
+    s = verify(cfg, tmp_path, hypotheses=[1], progress=False)
+    run = tmp_path / "runs" / "det"
+    assert (run / "model.safetensors").is_file() and s["models"]["det"]["checkpoint"] == str(run)
+    tc = load_run_config(run)
+    assert tc.model.role == "det" and tc.data.compressions == ("raw",) and tc.data.holdout == 1
+    assert math.isfinite(s["h1"]["Q"]["Deepfakes"])
+
+
+def test_retrained_checkpoint_invalidates_cached_maps(toy_manifest, toy_checkpoints, tmp_path) -> None:
+    import shutil
+
+    import torch
+
+    from fstmatch.models import create_model, save_model
+
+    ckpts = {**toy_checkpoints, "det": str(tmp_path / "det")}
+    shutil.copytree(toy_checkpoints["det"], ckpts["det"])
+    cfg = _cfg(toy_manifest, ckpts, images={"per_method": 1})
+    a = verify(cfg, tmp_path / "v", hypotheses=[1], progress=False)
+    torch.manual_seed(123)
+    save_model(create_model("det", width=4), Path(ckpts["det"]) / "model.safetensors")  # "retrained"
+    b = verify(cfg, tmp_path / "v", hypotheses=[1], progress=False)
+    assert a["h1"]["Q"] != b["h1"]["Q"]

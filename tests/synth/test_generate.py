@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from fstmatch.synth import generate, iter_videos, read_video
 
 # A very small set: 6 identities, 2 frames, two methods, raw only.
 SMALL = ("pairs=[1,1,1]", "frames=2", "methods=[Deepfakes,FaceSwap]", "compressions=[raw]")
+SET_SMALL = [arg for item in SMALL for arg in ("--set", item)]
 
 
 def _decoded(root: Path) -> dict[str, np.ndarray]:
@@ -41,12 +43,12 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_cli_writes_contact_sheet_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "set"
-    assert main(["synth", str(out), "--preset", "micro", *sum((["--set", s] for s in SMALL), [])]) == 0
+    assert main(["synth", str(out), "--preset", "micro", *SET_SMALL]) == 0
     text = capsys.readouterr().out
     assert str(out / "contact_sheet.png") in text and "identities 6" in text
     assert (out / "contact_sheet.png").stat().st_size > 1000
     # Same command again: nothing to render; another seed without --overwrite: refused.
-    assert main(["synth", str(out), "--preset", "micro", *sum((["--set", s] for s in SMALL), [])]) == 0
+    assert main(["synth", str(out), "--preset", "micro", *SET_SMALL]) == 0
     assert "0 rendered now" in capsys.readouterr().out
     assert main(["synth", str(out), "--preset", "micro", "--seed", "1"]) == 2
 
@@ -72,8 +74,6 @@ def test_interrupted_run_leaves_no_trusted_partial_file_and_resumes(tmp_path: Pa
     assert not list(out.rglob(".*tmp*"))
     monkeypatch.setattr(codec, "encode_video", real_encode)
     generate(out, preset="micro", overrides=SMALL)
-    import json
-
     record = json.loads((out / "synth.json").read_text())
     assert record["complete"] and record["rendered"] == record["videos"] - 3 == 6 + 12 - 3
 

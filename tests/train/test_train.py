@@ -164,3 +164,18 @@ def test_bad_checkpoints_are_refused(tiny_manifest: Path, tmp_path: Path, capsys
     assert main(["test", "--data", str(tiny_manifest), "--checkpoint", str(bad), "--canvas", "48"]) == 2
     err = capsys.readouterr().err
     assert "fc.weight" in err and "8" in err and "5" in err
+
+
+def test_fstmatching_bf16_loss_balance_and_test_heads(tiny_manifest: Path, tmp_path: Path):
+    run = tmp_path / "fst16"
+    train(cfg_for(tiny_manifest, "model.role=fstmatching", "max_steps=2", "eval_every=0", "amp=bf16",
+                  "data.balance=loss"), run, progress=False)
+    rows = [r for r in read_jsonl(run / "log.jsonl") if "loss" in r]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    out = tmp_path / "m.json"
+    assert main(["test", "--data", str(tiny_manifest), "--checkpoint", str(run), "--out", str(out),
+                 "--no-progress"]) == 0
+    overall = json.loads(out.read_text())["overall"]
+    assert {"auc", "video_auc", "source_acc", "target_acc"} <= set(overall)
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        train(cfg_for(tiny_manifest, "amp=fp16", "device=cpu"), tmp_path / "fp16", progress=False)

@@ -41,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
 
     summary = run_demo(args.out, preset=args.preset, overrides=args.overrides, config_file=args.config)
     print(format_verify(summary))
-    print(f"total {summary['seconds']['total']:.0f} s; report: {args.out / 'report.html'}")
+    print(f"stages {summary['seconds']['total']:.0f} s in all, this invocation "
+          f"{summary['invocation_seconds']:.0f} s; report: {args.out / 'report.html'}")
     return 0

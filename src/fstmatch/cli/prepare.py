@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fstmatch.data.prepare import prepare
+    from fstmatch.data.preprocess import prepare
     from fstmatch.errors import UserError
     from fstmatch.utils.io import read_jsonl
 

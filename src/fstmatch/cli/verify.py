@@ -24,7 +24,7 @@ det_unpaired (H2), optionally fstmatching (ground-truth score). See docs/hypothe
 examples:
   fstmatch verify --hypothesis 1 --config verify.yaml --out out/verify
   fstmatch verify --hypothesis 1 2 3 --config verify.yaml --out out/verify --set shapley.permutations=200
-  fstmatch verify --preset tiny --set manifest=prep --set checkpoints.det=runs/det ... --out out/v
+  fstmatch verify --preset paper --config checkpoints.yaml --out out/verify   # the paper's 224 px, grid 16
 """
 
 

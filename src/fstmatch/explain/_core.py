@@ -36,6 +36,8 @@ METHODS = ("permutation", "reference", "exact")
 DEFAULT_PERMUTATIONS = {"permutation": 64, "reference": 100}
 #: Orderings added per round when stopping on ``max_stderr``.
 ROUND = 16
+#: Fixed budgets run in rounds of at most this many (image, ordering, cell) float64 numbers.
+ROUND_NUMBERS = 1 << 22
 #: Largest number of players ``exact`` enumerates (2**12 = 4096 coalitions).
 MAX_EXACT_PLAYERS = 12
 
@@ -181,14 +183,14 @@ def _run_local(
     method: str, n_perm: int, antithetic: bool, baseline, batch_size: int, seed: int,
     dtype: torch.dtype | None, max_stderr: float | None, progress: bool, optimize: bool,
 ) -> ShapleyResult:
-    device = _utils.model_device(model, images)
-    x = images.detach().to(device)
+    device, float_dtype = _utils.model_device(model, images)
+    x = images.detach().to(device=device, dtype=float_dtype)
     base = _utils.make_baseline(baseline, x, cell).detach()
     n, n_players = x.shape[0], grid * grid
     total = _planned_forwards(method, n, n_players, n_perm, antithetic, max_stderr)
     bar = _progress_bar(total, progress)
     try:
-        with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device) as (fn, in_dtype):
+        with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1]) as (fn, in_dtype):
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
@@ -257,8 +259,11 @@ def _permutation(
     gen = torch.Generator().manual_seed(seed)
     drawn = 0
     sizes = torch.arange(1, n_players).view(1, -1, 1)  # prefix lengths 1..P-1
+    # orderings per round: ROUND when stopping on max_stderr, else as many as keep the per-round
+    # bookkeeping (images x orderings x cells float64) under ~2**22 numbers
+    per_round = ROUND if max_stderr is not None else max(1, ROUND_NUMBERS // (n * n_players)) * group
     while drawn < n_perm and active.numel():
-        count = n_perm - drawn if max_stderr is None else min(ROUND, n_perm - drawn)
+        count = min(per_round, n_perm - drawn)
         orders = _draw_orderings(gen, count, n_players, antithetic)  # (c, P)
         drawn += count
         pos = orders.argsort(dim=1)  # (c, P) position of each cell in each ordering

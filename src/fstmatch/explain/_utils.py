@@ -133,15 +133,15 @@ def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @contextlib.contextmanager
 def prepared_model(
-    model: Model, *, optimize: bool, dtype: torch.dtype | None, device: torch.device
+    model: Model, *, optimize: bool, dtype: torch.dtype | None, device: torch.device, probe: torch.Tensor
 ) -> Iterator[tuple[Model, torch.dtype | None]]:
     """Yield ``(fn, input_dtype)``: the callable to run and the dtype to feed it (None: as images).
 
     The user's model is never mutated for good. A module in train mode triggers a warning and is
     evaluated in eval mode (every submodule's mode is restored on exit). With ``optimize`` or a
-    ``dtype``, a module is deep-copied; the copy has BatchNorm folded into convolutions (torch.fx,
-    skipped if the model does not trace), channels_last weights and, with ``dtype``, weights in that
-    dtype. A plain callable with a ``dtype`` runs under autocast instead.
+    ``dtype``, a module is deep-copied; the copy has BatchNorm folded into the convolutions that
+    feed it (checked on ``probe``, one image (1, C, H, W)), channels_last weights and, with ``dtype``,
+    weights in that dtype. A plain callable with a ``dtype`` runs under autocast instead.
     """
     if not isinstance(model, nn.Module):
         if not callable(model):
@@ -164,51 +164,107 @@ def prepared_model(
         model.eval()
         fn: nn.Module = model
         if optimize or dtype is not None:
-            fn = _optimized_copy(model, optimize=optimize, dtype=dtype)
+            fn = _optimized_copy(model, optimize=optimize, dtype=dtype, probe=probe)
         yield fn, dtype
     finally:
         for m, mode in modes:
             m.training = mode
 
 
-def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | None) -> nn.Module:
+def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | None, probe: torch.Tensor) -> nn.Module:
     try:
         fn = copy.deepcopy(model)
     except Exception as e:  # a module that cannot be copied: run it as given
-        warnings.warn(f"shapley(): cannot copy the model ({e}); running it without optimisations", stacklevel=5)
+        warnings.warn(f"shapley(): cannot copy the model ({e}); running it without optimisations", stacklevel=6)
         return model
-    fn.eval()
+    fn.eval().requires_grad_(False)
     if optimize:
-        fn = _fold_batchnorm(fn)
+        fn = fold_batchnorm(fn, probe)
         fn = fn.to(memory_format=torch.channels_last)
     if dtype is not None:
         fn = fn.to(dtype=dtype)
-    fn.requires_grad_(False)
     return fn
 
 
-def _fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Conv+BatchNorm folded with torch.fx; the module unchanged if it does not trace."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+def fold_batchnorm(module: nn.Module, probe: torch.Tensor) -> nn.Module:
+    """Fold every eval-mode ``BatchNorm2d`` into the ``Conv2d`` whose output it normalises.
+
+    Works on any module without tracing its code: one forward of ``probe`` with hooks finds the
+    pairs where a BatchNorm's input *is* a Conv2d's output tensor (and each such conv / BN is only
+    ever called as that pair). The folded copy must reproduce the original's output on ``probe``;
+    otherwise (e.g. the conv output is also used elsewhere) the module is returned unfolded.
+    Returns a folded deep copy or ``module`` itself.
+    """
+    bns = [m for m in module.modules() if type(m) is nn.BatchNorm2d and m.running_mean is not None]
+    if not bns:
         return module
+    outputs: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
+    calls: dict[nn.Module, int] = {}
+    pairs: dict[nn.BatchNorm2d, set] = {}
+
+    def conv_hook(mod, _inp, out):
+        calls[mod] = calls.get(mod, 0) + 1
+        outputs[id(out)] = (mod, out)
+
+    def bn_hook(mod, inp):
+        calls[mod] = calls.get(mod, 0) + 1
+        hit = outputs.get(id(inp[0]))
+        pairs.setdefault(mod, set()).add(hit[0] if hit is not None and hit[1] is inp[0] else None)
+
+    handles = [m.register_forward_hook(conv_hook) for m in module.modules() if type(m) is nn.Conv2d]
+    handles += [m.register_forward_pre_hook(bn_hook) for m in bns]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from torch.fx.experimental.optimization import fuse
-
-            return fuse(module, inplace=True)
-    except Exception:
+        with torch.inference_mode():
+            reference = module(probe)
+    finally:
+        for h in handles:
+            h.remove()
+        outputs.clear()
+    folds = {bn: next(iter(convs)) for bn, convs in pairs.items() if len(convs) == 1 and None not in convs}
+    used = list(folds.values())
+    folds = {bn: conv for bn, conv in folds.items()
+             if used.count(conv) == 1 and calls.get(conv) == calls.get(bn) and conv.out_channels == bn.num_features}
+    if not folds or not isinstance(reference, torch.Tensor):
         return module
+    folded = copy.deepcopy(module)
+    twin = dict(zip(module.modules(), folded.modules()))  # deepcopy keeps the module order
+    for bn, conv in folds.items():
+        _fold_into(twin[conv], twin[bn])
+    folded_bns = {twin[bn] for bn in folds}
+    for parent in folded.modules():
+        for name, child in list(parent.named_children()):
+            if child in folded_bns:
+                setattr(parent, name, nn.Identity())
+    with torch.inference_mode():
+        out = folded(probe)
+    scale = float(reference.abs().max()) + 1e-6
+    if out.shape != reference.shape or not torch.allclose(out, reference, rtol=1e-3, atol=1e-4 * scale):
+        return module
+    return folded
 
 
-def model_device(model: Model, images: torch.Tensor) -> torch.device:
-    """Where to run: the device of the model's first parameter, else the images' device."""
+def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """conv <- bn(conv(.)) with bn's running statistics (in place)."""
+    with torch.no_grad():
+        scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias if bn.affine else 0.0
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        new_bias = (bias - bn.running_mean) * scale + shift
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        if conv.bias is None:
+            conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
+        else:
+            conv.bias.copy_(new_bias)
+
+
+def model_device(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float dtype to build inputs: the model's first floating parameter (or
+    buffer), else the images' device and dtype."""
     if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-        for b in model.buffers():
-            return b.device
-    return images.device
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                return t.device, t.dtype
+    return images.device, images.dtype
 
 
 # ----------------------------------------------------------------------------------------------------

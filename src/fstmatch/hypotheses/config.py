@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fstmatch.hypotheses.metrics import THRESHOLDS
 
@@ -78,4 +78,8 @@ class VerifyConfig:
     noise_draws: int = 64  # redraws of the maps from their stderr to measure estimator noise
     truth: bool = True  # ground-truth scores (needs FST-Synth masks in the manifest)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Train a missing checkpoint into its path (default ``DIR/runs/<role>``) with the study's
+    #: protocol (fstmatch.hypotheses.protocol) and the TrainConfig keys in ``train``.
+    train_missing: bool = False
+    train: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # torch CPU threads (null: torch's default)

@@ -30,20 +30,9 @@ from typing import Any
 
 from fstmatch.config import from_dict, load_config, merge, to_dict
 from fstmatch.errors import UserError
+from fstmatch.hypotheses.protocol import RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
 
-#: Training runs: name -> (protocol overrides of TrainConfig). ``{holdout}`` is the verify holdout.
-RUNS: dict[str, dict[str, Any]] = {
-    "source": {"model": {"role": "source"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
-    "target": {"model": {"role": "target"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
-    "det": {"model": {"role": "det"}, "data": {"compressions": ["raw"], "holdout": "{holdout}"}},
-    "det_paired": {"model": {"role": "det"},
-                   "data": {"compressions": ["raw"], "set_name": "paired", "holdout": "{holdout}"}},
-    "det_unpaired": {"model": {"role": "det"},
-                     "data": {"compressions": ["raw"], "set_name": "unpaired", "holdout": "{holdout}"}},
-    "det_all": {"model": {"role": "det"}, "data": {"compressions": None}},
-    "fstmatching": {"model": {"role": "fstmatching"}, "data": {"compressions": None}},
-}
 #: summary["detection"] key -> run tested.
 DETECTION: dict[str, str] = {"det": "det_all", "fstmatching": "fstmatching", "det_raw": "det"}
 
@@ -63,7 +52,7 @@ class PrepareStage:
 
 @dataclass
 class DemoConfig:
-    seed: int = 0
+    seed: int = 0  # FST-Synth's seed, and the training seed unless train.seed is set
     synth: SynthStage = field(default_factory=SynthStage)
     prepare: PrepareStage = field(default_factory=PrepareStage)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys shared by every run
@@ -108,27 +97,11 @@ class Stages:
         return {k: float(v["seconds"]) for k, v in self.state.items()}
 
 
-def train_config(cfg: DemoConfig, name: str, manifest: Path) -> Any:
-    """The resolved TrainConfig of demo run ``name``: shared keys < protocol < per-run overrides."""
-    from fstmatch.train import TrainConfig
-
+def demo_train_config(cfg: DemoConfig, name: str, manifest: Path) -> Any:
+    """The TrainConfig of demo run ``name``: ``cfg.train`` < protocol < ``cfg.runs[name]``. Training
+    seeds default to ``cfg.seed``; ``train.seed`` changes them alone (the data stays the same)."""
     holdout = cfg.verify.get("images", {}).get("holdout", 1)
-    protocol = json.loads(json.dumps(RUNS[name]).replace('"{holdout}"', json.dumps(holdout)))
-    data = merge(merge(cfg.train, protocol), cfg.runs.get(name, {}))
-    data = merge(data, {"data": {"manifest": str(manifest)}, "seed": cfg.seed})
-    return from_dict(TrainConfig, data)
-
-
-def _train(cfg: Any, run: Path) -> None:
-    from fstmatch.train import train
-
-    resume = (run / "state.pt").is_file()
-    try:
-        train(cfg, run, resume=resume)
-    except UserError as e:  # the preset changed since the interrupted run: start it over
-        if "config" not in str(e).lower():
-            raise
-        train(cfg, run, force=True)
+    return train_config(name, manifest, cfg.train, holdout, cfg.runs.get(name), seed=cfg.train.get("seed", cfg.seed))
 
 
 def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -> None:
@@ -165,18 +138,22 @@ def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | N
     # 1-2. data ---------------------------------------------------------------------------------------
     synth_settings = {**to_dict(cfg.synth), "seed": cfg.seed}
     stages.run("synth", synth_settings, [data / "splits"],
-               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers))
+               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers,
+                                progress=True))
     prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
     stages.run("prepare", prep_settings, [manifest],
                lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
                                workers=cfg.prepare.workers, **cfg.prepare.options))
 
     # 3. the seven training runs ---------------------------------------------------------------------
-    train_cfgs = {name: train_config(cfg, name, manifest) for name in RUNS}
+    unknown = sorted(set(cfg.runs) - set(RUNS))
+    if unknown:
+        raise UserError(f"runs: unknown run name(s) {', '.join(unknown)}; the demo's runs are {', '.join(RUNS)}")
+    train_cfgs = {name: demo_train_config(cfg, name, manifest) for name in RUNS}
     for name, tc in train_cfgs.items():
         settings = {"data": prep_settings, "train": to_dict(tc)}
         stages.run(f"train:{name}", settings, [runs / name / "model.safetensors"],
-                   lambda tc=tc, name=name: _train(tc, runs / name))
+                   lambda tc=tc, name=name: train_run(tc, runs / name))
 
     # 4. hypotheses --------------------------------------------------------------------------------------
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}

@@ -155,8 +155,9 @@ class Maps:
 class MapStore:
     """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.
 
-    A cache file is reused only when it was made with the same settings (checkpoint, grid,
-    permutations, seed, amp, canvas, face width, scale); otherwise it is recomputed.
+    A cache file is reused only when it was made with the same settings (checkpoint file, its size
+    and modification time, grid, permutations, seed, amp, canvas, face width, scale); otherwise it
+    is recomputed.
     """
 
     def __init__(self, folder: Path, shapley: ShapleyConfig, images: ImagesConfig, device: torch.device,
@@ -169,8 +170,12 @@ class MapStore:
 
     def _settings(self, checkpoint: str) -> dict[str, Any]:
         s, i = self.shapley, self.images
-        return {"checkpoint": str(Path(checkpoint).resolve()), "grid": s.grid, "permutations": s.permutations,
-                "seed": s.seed, "amp": s.amp, "canvas": i.canvas, "face_width": i.face_width, "scale": i.scale}
+        path = Path(checkpoint)
+        weights = path if path.is_file() else path / "model.safetensors"
+        stat = weights.stat()  # a retrained model in the same place invalidates its maps
+        return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
+                "grid": s.grid, "permutations": s.permutations, "seed": s.seed, "amp": s.amp,
+                "canvas": i.canvas, "face_width": i.face_width, "scale": i.scale}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
         if not path.is_file():

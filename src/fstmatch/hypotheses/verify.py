@@ -39,6 +39,7 @@ from fstmatch.hypotheses.maps import (
     target_key,
 )
 from fstmatch.hypotheses.metrics import perturbed_std, q_metric, q_per_image, sem, stability_per_image
+from fstmatch.hypotheses.protocol import train_config, train_run
 from fstmatch.hypotheses.truth import ROLE_REGION, region_fractions, truth_score
 from fstmatch.utils.io import atomic_write_json
 
@@ -53,9 +54,17 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _finite_stderr(m: Maps) -> np.ndarray:
-    """Per-cell stderr with undefined entries (a single ordering) read as 0."""
-    return np.nan_to_num(m.stderr, nan=0.0)
+def _exists(path: str | None) -> bool:
+    return bool(path) and (Path(path).is_file() or (Path(path) / "model.safetensors").is_file())
+
+
+def _noise(statistic: Any, maps: Sequence[Maps], draws: int, seed: int) -> float | None:
+    """Estimator noise of ``statistic`` (:func:`perturbed_std`); ``None`` when the maps' stderr is
+    undefined (a single antithetic pair or ordering per image gives no spread to measure)."""
+    if any(np.isnan(m.stderr).all() for m in maps):
+        return None
+    return perturbed_std(statistic, [m.values for m in maps], [np.nan_to_num(m.stderr, nan=0.0) for m in maps],
+                         draws, seed)
 
 
 def _sub(m: Maps, idx: Sequence[int]) -> Maps:
@@ -83,9 +92,15 @@ class _Run:
         self.store = MapStore(out / "maps", cfg.shapley, cfg.images, self.device, progress)
         self.models: dict[str, Any] = {}
         self.model_info: dict[str, dict[str, Any]] = {}
+        self.checkpoints: dict[str, str] = {}
         for role in roles:
             path = getattr(cfg.checkpoints, role)
+            if cfg.train_missing and not _exists(path):
+                path = path or str(out / "runs" / role)
+                self.log(f"verify: training the missing {role} model into {path}")
+                train_run(train_config(role, self.path, cfg.train, cfg.images.holdout), path)
             self.models[role] = load_checkpoint(role, path, self.path, self.device)
+            self.checkpoints[role] = str(path)
             meta = getattr(self.models[role], "fst_meta", {}) or {}
             self.model_info[role] = {"checkpoint": str(path), "name": meta.get("name"), "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
@@ -109,8 +124,7 @@ class _Run:
                  labels_from: Sequence[dict]) -> Maps:
         key = target_key(role)
         targets = [int(r[key]) for r in labels_from]
-        ckpt = getattr(self.cfg.checkpoints, role)
-        m = self.store.get(f"{role}__{comp}", self.models[role], ckpt, rows, images, targets, desc=f"{role} {comp}")
+        m = self.store.get(f"{role}__{comp}", self.models[role], self.checkpoints[role], rows, images, targets, desc=f"{role} {comp}")
         self.forwards[f"{role}__{comp}"] = m.n_forward
         return m
 
@@ -119,8 +133,7 @@ def _q_block(s: Maps, t: Maps, d: Maps, cfg: VerifyConfig, seed: int) -> dict[st
     """Q, its curve, SEM over images and estimator noise for one method's maps."""
     ts = cfg.thresholds
     per = q_per_image(s.values, t.values, d.values, ts)
-    noise = perturbed_std(lambda a, b, c: q_metric(a, b, c, ts), [s.values, t.values, d.values],
-                          [_finite_stderr(s), _finite_stderr(t), _finite_stderr(d)], cfg.noise_draws, seed)
+    noise = _noise(lambda a, b, c: q_metric(a, b, c, ts), [s, t, d], cfg.noise_draws, seed)
     return {
         "Q": float(per.mean()),
         "sem": sem(per.mean(axis=1)),
@@ -214,9 +227,8 @@ def run_h3(run: _Run) -> dict[str, Any]:
         c40 = run.maps(role, "c40", *versions["c40"], labels_from=raw_rows)
         per = stability_per_image(raw.values, c23.values, c40.values)
         out["delta"][role], out["sem"][role] = float(per.mean()), sem(per)
-        out["noise"][role] = perturbed_std(
-            lambda a, b, c: float(stability_per_image(a, b, c).mean()), [raw.values, c23.values, c40.values],
-            [_finite_stderr(raw), _finite_stderr(c23), _finite_stderr(c40)], cfg.noise_draws, seed=100 + k)
+        out["noise"][role] = _noise(lambda a, b, c: float(stability_per_image(a, b, c).mean()),
+                                    [raw, c23, c40], cfg.noise_draws, seed=100 + k)
         out["by_method"][role] = {
             m: float(per[[j for j, r in enumerate(raw_rows) if r["method"] == m]].mean())
             for m in run.by_method if any(r["method"] == m for r in raw_rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fstmatch.errors import UserError
 from fstmatch.ffpp import COMPRESSIONS, METHODS
@@ -31,10 +31,10 @@ class SynthConfig:
     deepfakes_bottleneck: int = 40  # side in pixels of the Deepfakes low-resolution face
     trace_threshold: float = 6.0  # fine-detail departure from the ideal (0..255) marking a trace
     colour_threshold: float = 16.0  # smoothed colour departure from the ideal (0..255) marking a trace
-    x264_preset: str = "medium"
+    x264_preset: str = "medium"  # c23/c40 (ffmpeg's default, as FF++)
+    raw_x264_preset: str = "ultrafast"  # raw is lossless: the preset only trades file size for time
     methods: tuple[str, ...] = METHODS
     compressions: tuple[str, ...] = COMPRESSIONS
-    contact_frames: int = field(default=1)  # frames per method shown in the contact sheet
 
     def __post_init__(self) -> None:
         if len(self.pairs) != 3 or any(p < 1 for p in self.pairs):

@@ -32,7 +32,7 @@ def write_contact_sheet(root: str | Path, cfg: SynthConfig, splits: dict[str, li
     t = cfg.frames // 2
     real_a = read_video(ffpp.video_path(root, ffpp.REAL, comp, a))[t]
     real_b = read_video(ffpp.video_path(root, ffpp.REAL, comp, b))[t]
-    scale = max(1, round(192 / cfg.height))
+    scale = max(1, round(240 / cfg.height))  # cells at least ~240 px tall
     rows = []
     for method in cfg.methods:
         name = ffpp.fake_name(a, b)

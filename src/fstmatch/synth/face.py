@@ -25,6 +25,7 @@ import numpy as np
 FOREHEAD_POINTS = 15
 #: Height of jaw points 0..8 (ear to chin) as a fraction of the eye-line-to-chin distance.
 _JAW_HEIGHT = (0.0, 0.13, 0.29, 0.46, 0.62, 0.77, 0.9, 0.975, 1.0)
+RGB = tuple[float, float, float]  # colour, each channel in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -33,24 +34,24 @@ class Identity:
 
     id: int
     # --- inner face
-    skin: tuple[float, float, float]
+    skin: RGB
     eye_spacing: float  # distance between eye centres
     eye_width: float
     eye_open: float  # half-height of the open eye
     eye_tilt: float  # outer corner raised by this much
-    iris: tuple[float, float, float]
+    iris: RGB
     iris_ratio: float  # iris radius / eye half-height
     brow_height: float  # above the eye line
     brow_arch: float
     brow_thickness: float
-    brow_color: tuple[float, float, float]
+    brow_color: RGB
     nose_length: float
     nose_width: float
     mouth_y: float
     mouth_width: float
     lip_upper: float
     lip_lower: float
-    lip_color: tuple[float, float, float]
+    lip_color: RGB
     smile: float  # mouth corners raised by this much
     marks: tuple[tuple[float, float, float, float], ...]  # moles, freckles: (x, y, radius, darkness)
     # --- context
@@ -58,27 +59,32 @@ class Identity:
     face_length: float  # eye line to chin
     chin_square: float  # 0 round .. 1 square jaw
     ear_size: float
-    hair_color: tuple[float, float, float]
+    hair_color: RGB
     hair_top: float  # hairline height above the eye line
     hair_volume: float  # how far hair stands out of the head outline
     hair_long: float  # 0 short .. 1 shoulder-length
-    cloth_color: tuple[float, float, float]
-    bg_top: tuple[float, float, float]
-    bg_bottom: tuple[float, float, float]
+    cloth_color: RGB
+    bg_top: RGB
+    bg_bottom: RGB
     bg_shapes: tuple[tuple[float, ...], ...]  # (kind, x, y, w, h, r, g, b), frame fractions
     size: float  # face width as a fraction of the frame height (multiplies the preset's)
 
 
-def _color(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float, float]:
-    return tuple(float(v) for v in rng.uniform(lo, hi, 3))  # type: ignore[return-value]
+def _rgb(values: np.ndarray | tuple[float, ...]) -> RGB:
+    """Three floats clipped to [0, 1]."""
+    r, g, b = (float(v) for v in np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0))
+    return r, g, b
+
+
+def _color(rng: np.random.Generator, lo: float, hi: float) -> RGB:
+    return _rgb(rng.uniform(lo, hi, 3))
 
 
 def sample_identity(identity_id: int, rng: np.random.Generator) -> Identity:
     """Draw every trait of identity ``identity_id`` from ``rng`` (seeded by the caller)."""
     u = rng.uniform
     tone = u(0.25, 0.95)  # light .. dark skin along a warm axis
-    skin = (float(0.95 - 0.55 * tone + u(-0.03, 0.03)), float(0.80 - 0.55 * tone + u(-0.03, 0.03)),
-            float(0.70 - 0.50 * tone + u(-0.03, 0.03)))
+    skin = np.array([0.95 - 0.55 * tone, 0.80 - 0.55 * tone, 0.70 - 0.50 * tone]) + u(-0.03, 0.03, 3)
     iris_palette = [(0.25, 0.15, 0.07), (0.15, 0.35, 0.65), (0.25, 0.45, 0.25), (0.45, 0.35, 0.2), (0.3, 0.3, 0.35)]
     hair_palette = [(0.08, 0.06, 0.05), (0.3, 0.18, 0.08), (0.55, 0.4, 0.2), (0.75, 0.6, 0.35), (0.5, 0.2, 0.1),
                     (0.6, 0.6, 0.6)]
@@ -97,37 +103,37 @@ def sample_identity(identity_id: int, rng: np.random.Generator) -> Identity:
     bg = np.array(_color(rng, 0.15, 0.9))
     return Identity(
         id=identity_id,
-        skin=tuple(float(np.clip(c, 0.05, 1.0)) for c in skin),  # type: ignore[arg-type]
+        skin=_rgb(np.maximum(skin, 0.05)),
         eye_spacing=float(u(0.40, 0.48)),
         eye_width=float(u(0.17, 0.22)),
         eye_open=float(u(0.035, 0.055)),
         eye_tilt=float(u(-0.015, 0.025)),
-        iris=tuple(float(np.clip(c, 0, 1)) for c in iris),  # type: ignore[arg-type]
+        iris=_rgb(iris),
         iris_ratio=float(u(0.85, 1.15)),
         brow_height=float(u(0.10, 0.15)),
         brow_arch=float(u(0.0, 0.04)),
         brow_thickness=float(u(0.025, 0.045)),
-        brow_color=tuple(float(c) for c in np.clip(hair * u(0.6, 0.9), 0, 1)),  # type: ignore[arg-type]
+        brow_color=_rgb(hair * u(0.6, 0.9)),
         nose_length=float(u(0.28, 0.36)),
         nose_width=float(u(0.16, 0.24)),
         mouth_y=float(u(0.50, 0.58)),
         mouth_width=float(u(0.30, 0.40)),
         lip_upper=float(u(0.025, 0.045)),
         lip_lower=float(u(0.03, 0.055)),
-        lip_color=tuple(float(np.clip(c * u(0.8, 1.0), 0, 1)) for c in (0.70, 0.32, 0.33)),  # type: ignore[arg-type]
+        lip_color=_rgb(np.array([0.70, 0.32, 0.33]) * u(0.8, 1.0, 3)),
         smile=float(u(-0.01, 0.03)),
         marks=tuple(marks),
         jaw_width=float(u(0.95, 1.05)),
         face_length=float(u(0.80, 0.92)),
         chin_square=float(u(0.0, 1.0)),
         ear_size=float(u(0.8, 1.2)),
-        hair_color=tuple(float(c) for c in np.clip(hair, 0, 1)),  # type: ignore[arg-type]
+        hair_color=_rgb(hair),
         hair_top=float(u(0.30, 0.42)),
         hair_volume=float(u(0.03, 0.12)),
         hair_long=float(u(0, 1)),
         cloth_color=_color(rng, 0.05, 0.95),
-        bg_top=tuple(float(c) for c in bg),  # type: ignore[arg-type]
-        bg_bottom=tuple(float(c) for c in np.clip(bg * u(0.5, 1.0), 0, 1)),  # type: ignore[arg-type]
+        bg_top=_rgb(bg),
+        bg_bottom=_rgb(bg * u(0.5, 1.0)),
         bg_shapes=tuple(shapes),
         size=float(u(0.92, 1.08)),
     )

@@ -8,6 +8,7 @@ order of work or the number of workers.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import multiprocessing
 import shutil
 from collections.abc import Iterable, Sequence
@@ -26,7 +27,7 @@ from fstmatch.synth.face import Identity, Pose, sample_identity
 from fstmatch.synth.manipulate import MANIPULATIONS, Scene
 from fstmatch.synth.render import camera, render_face
 from fstmatch.synth.track import make_track
-from fstmatch.utils.io import atomic_path, atomic_savez, atomic_write_json
+from fstmatch.utils.io import atomic_path, atomic_write_bytes, atomic_write_json
 
 MARKER = "synth.json"  # OUT/synth.json: preset, seed, resolved config, completion flag
 _OWNED = ("original_sequences", "manipulated_sequences", "splits", MARKER, "contact_sheet.png")
@@ -100,14 +101,16 @@ _REAL_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 def real_video(cfg: SynthConfig, seed: int, identity_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames uint8 (T, H, W, 3) and landmarks float32 (T, 68, 2) of real video ``identity_id``
-    (the last few are cached: every fake of A starts from A's real frames)."""
+    (the last one is cached: the plan puts all fakes of one source A in a row, and an ffpp-sized
+    video is ~280 MB)."""
     key = (repr(to_dict(cfg)), seed, identity_id)
     if key not in _REAL_CACHE:
         poses = track(cfg, seed, identity_id)
         frames, marks = zip(*(real_frame(cfg, seed, identity_id, t, poses[t]) for t in range(cfg.frames)))
-        if len(_REAL_CACHE) >= 4:
-            _REAL_CACHE.pop(next(iter(_REAL_CACHE)))
-        _REAL_CACHE[key] = (np.stack(frames), np.stack(marks).astype(np.float32))
+        _REAL_CACHE.clear()
+        video, landmarks = np.stack(frames), np.stack(marks).astype(np.float32)
+        video.flags.writeable = landmarks.flags.writeable = False  # shared by every fake of A
+        _REAL_CACHE[key] = (video, landmarks)
     return _REAL_CACHE[key]
 
 
@@ -147,10 +150,13 @@ def _write_video(root: Path, cfg: SynthConfig, seed: int, job: VideoJob) -> bool
     gt = {k: v for k, v in data.items() if k != "frames"}
     gt.update(method=np.array(job.method), source=np.int64(labels.source), target=np.int64(labels.target),
               label=np.int64(labels.label), fps=np.int64(cfg.fps))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **gt)  # compressed once, the same bytes for every compression
     for comp in cfg.compressions:
-        atomic_savez(ffpp.gt_path(root, job.method, comp, job.name), **gt)
+        atomic_write_bytes(ffpp.gt_path(root, job.method, comp, job.name), buffer.getvalue())
         with atomic_path(ffpp.video_path(root, job.method, comp, job.name)) as tmp:
-            encode_video(tmp, data["frames"], comp, cfg.fps, cfg.x264_preset)
+            preset = cfg.raw_x264_preset if comp == "raw" else cfg.x264_preset
+            encode_video(tmp, data["frames"], comp, cfg.fps, preset)
     return True
 
 
@@ -160,11 +166,13 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # the pool parallelises across videos
 
 
-def _work(args: tuple[str, dict, int, VideoJob]) -> bool:
-    root, cfg_dict, seed, job = args
+def _work(args: tuple[str, dict, int, list[VideoJob]]) -> int:
+    """Write a group of videos sharing one source A (in one process, so A's frames are cached)."""
+    root, cfg_dict, seed, group = args
     from fstmatch.config import from_dict
 
-    return _write_video(Path(root), from_dict(SynthConfig, cfg_dict), seed, job)
+    cfg = from_dict(SynthConfig, cfg_dict)
+    return sum(_write_video(Path(root), cfg, seed, job) for job in group)
 
 
 def _prepare_out(out: Path, record: dict, overwrite: bool) -> None:
@@ -238,8 +246,11 @@ def generate(
     splits = make_splits(cfg, seed)
     ffpp.write_splits(out / "splits", splits)
     jobs = plan_videos(cfg, splits)
-    tasks = [(str(out), to_dict(cfg), int(seed), job) for job in jobs]
-    done = _run(tasks, workers, progress, chunk=len(cfg.methods))
+    groups: dict[tuple[int, int], list[VideoJob]] = {}
+    for job in jobs:  # a real alone; all methods of one fake name together
+        groups.setdefault((job.a, job.b if job.method != ffpp.REAL else -1), []).append(job)
+    tasks = [(str(out), to_dict(cfg), int(seed), group) for group in groups.values()]
+    done = _run(tasks, workers, progress)
     from fstmatch.synth.contact import write_contact_sheet
 
     write_contact_sheet(out, cfg, splits)
@@ -247,22 +258,22 @@ def generate(
     return out
 
 
-def _run(tasks: list, workers: int, progress: bool, chunk: int = 1) -> int:
-    """Run the video tasks (in this process or a spawn pool); returns how many were rendered."""
-    bar = tqdm(total=len(tasks), desc="synth videos", unit="video", disable=not progress)
+def _run(tasks: list, workers: int, progress: bool) -> int:
+    """Run the groups of videos (in this process or a spawn pool); returns how many were rendered."""
+    bar = tqdm(total=sum(len(t[-1]) for t in tasks), desc="synth videos", unit="video", disable=not progress)
     rendered = 0
     try:
         if workers == 1:
             _worker_init()
             for task in tasks:
                 rendered += _work(task)
-                bar.update()
+                bar.update(len(task[-1]))
         else:
             ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
             with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-                for result in pool.map(_work, tasks, chunksize=chunk):
+                for task, result in zip(tasks, pool.map(_work, tasks)):
                     rendered += result
-                    bar.update()
+                    bar.update(len(task[-1]))
     finally:
         bar.close()
     return rendered

@@ -187,7 +187,6 @@ def faceswap(real: np.ndarray, s: Scene) -> FakeFrame:
 
 
 def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
-    h, w = s.size
     donor_img, lm = render_face(s.a, s.b, s.pose_a, s.size, skin=s.b.skin, supersample=s.supersample)
     donor = camera(donor_img, np.random.default_rng(s.fake_noise_seed), s.blur, s.noise)
     mask = (_polygon_mask(s.size, _hull(face_region(lm), 0.95)) > 0.5).astype(np.uint8)

@@ -60,6 +60,24 @@ def _smooth_curve(pts: np.ndarray, n: int = 6) -> np.ndarray:
     return np.concatenate([curve, pts[-1:]], axis=0)
 
 
+@lru_cache(maxsize=32)
+def _background(context: Identity, h: int, w: int) -> np.ndarray:
+    """The context's backdrop (vertical gradient plus furniture shapes), uint8 (h, w, 3); static."""
+    ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    top, bottom = np.asarray(context.bg_top, np.float32), np.asarray(context.bg_bottom, np.float32)
+    canvas = np.round(255 * (top * (1 - ramp) + bottom * ramp)).astype(np.uint8).repeat(w, axis=1)
+    for kind, fx, fy, fw, fh, r, g, b in context.bg_shapes:
+        center = np.array([fx * w, fy * h])
+        if kind == 0:
+            half = np.array([fw * w, fh * h]) / 2
+            rect = center + half * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+            _poly(canvas, rect, _rgb((r, g, b)))
+        else:
+            _ellipse(canvas, center, (fw * w / 2, fh * h / 2), 0, _rgb((r, g, b)))
+    canvas.flags.writeable = False
+    return canvas
+
+
 def render_face(
     context: Identity,
     inner: Identity,
@@ -85,19 +103,7 @@ def render_face(
     """
     h, w = size
     ss = supersample
-    canvas = np.empty((h * ss, w * ss, 3), np.uint8)
-    # Background: vertical gradient plus the context's furniture shapes.
-    ramp = np.linspace(0, 1, h * ss, dtype=np.float32)[:, None, None]
-    top, bottom = np.asarray(context.bg_top, np.float32), np.asarray(context.bg_bottom, np.float32)
-    canvas[:] = np.round(255 * (top * (1 - ramp) + bottom * ramp)).astype(np.uint8)
-    for kind, fx, fy, fw, fh, r, g, b in context.bg_shapes:
-        center = np.array([fx * w * ss, fy * h * ss])
-        if kind == 0:
-            half = np.array([fw * w * ss, fh * h * ss]) / 2
-            rect = np.array([center - half, center + [half[0], -half[1]], center + half, center + [-half[0], half[1]]])
-            _poly(canvas, rect, _rgb((r, g, b)))
-        else:
-            _ellipse(canvas, center, (fw * w * ss / 2, fh * h * ss / 2), 0, _rgb((r, g, b)))
+    canvas = _background(context, h * ss, w * ss).copy()
 
     skin_c = np.asarray(skin if skin is not None else inner.skin)
     ctx_skin = np.asarray(context.skin)
@@ -207,5 +213,5 @@ def camera(image: np.ndarray, rng: np.random.Generator, blur: float, noise: floa
     if blur > 0:
         out = cv2.GaussianBlur(out, (0, 0), blur)
     if noise > 0:
-        out = out + rng.normal(0, noise, out.shape).astype(np.float32)
+        out = out + noise * rng.standard_normal(out.shape, dtype=np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

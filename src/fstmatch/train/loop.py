@@ -180,6 +180,8 @@ def train(
     run = Path(out_dir)
     info = fdist.init_distributed(cfg.device)
     main = info.is_main
+    if cfg.amp == "fp16" and info.device.type != "cuda":
+        raise UserError("amp=fp16 needs a CUDA device; use amp=bf16 on CPU")
     if run.joinpath("state.pt").exists() and not resume and not force:
         raise UserError(f"{run} already holds a training run; pass --resume to continue it or --force to restart")
     state = check_resume(run, cfg, force) if resume else None
@@ -226,8 +228,6 @@ def train(
     if info.distributed:
         net = nn.parallel.DistributedDataParallel(objective, device_ids=[info.device] if info.device.type == "cuda" else None)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and info.device.type == "cuda")
-    if cfg.amp == "fp16" and info.device.type != "cuda":
-        raise UserError("amp=fp16 needs a CUDA device; use amp=bf16 on CPU")
     autocast = (torch.autocast(info.device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
                 if cfg.amp != "none" else contextlib.nullcontext())
 

@@ -2,7 +2,8 @@
 
 A reader never sees a half-written file: either the old content or the new. Temporary names start
 with a dot and keep the real suffix (``.name.tmp-PID.mp4``), so encoders that infer the format from
-the extension work on them and ``glob('*.mp4')`` skips them.
+the extension work on them. Note ``pathlib.Path.glob('*.mp4')`` still matches them on Python < 3.13:
+listing code must skip names that start with a dot.
 """
 
 from __future__ import annotations

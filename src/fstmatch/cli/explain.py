@@ -1,0 +1,168 @@
+"""``fstmatch explain``: Shapley maps of grid cells for the faces of a manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fstmatch.cli._common import positive_int
+from fstmatch.ffpp import COMPRESSIONS, METHODS, SPLITS
+
+HELP = "Shapley maps (grid cells) of a trained model for the faces of a manifest"
+DESCRIPTION = """\
+Explain a model's logit for each face of a prepared manifest with Shapley values of the cells of a
+GRID x GRID grid (SPEC §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (values,
+stderr, n_forward, label, source, target, id, target_kind, class) and a PNG overlay next to it.
+Resumable: images whose .npz exists are skipped (rerun the same command).
+
+Which logit: the model's role decides (det and fstmatching: the det label; source: the source
+identity; target: the target identity); --target-kind overrides it.
+Multi-process: torchrun --nproc_per_node N -m fstmatch explain ... (images split over ranks).
+
+examples:
+  fstmatch explain --checkpoint runs/det --data prep --split test --limit 20 --out maps/det
+  fstmatch explain --checkpoint runs/src --data prep --methods Deepfakes --compressions raw c23 c40 \\
+      --grid 16 --permutations 64 --out maps/src
+"""
+
+#: model role (fst_meta["name"]) -> manifest key of the explained class
+ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
+KIND_KEY = {"det": "label", "source": "source", "target": "target"}
+#: settings that must match when resuming into an existing DIR
+_RESUME_KEYS = ("checkpoint", "grid", "method", "permutations", "antithetic", "baseline", "target_kind",
+                "dtype", "seed", "max_stderr", "canvas", "scale")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                   help="model.safetensors or a run directory holding it")
+    p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--split", choices=SPLITS, default="test", help="split to explain (default: %(default)s)")
+    p.add_argument("--methods", nargs="+", choices=("real", *METHODS), metavar="METHOD",
+                   help="only these methods (real, " + ", ".join(METHODS) + "; default all)")
+    p.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, metavar="COMP", help="only these compressions")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
+    p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
+    p.add_argument("--permutations", type=positive_int, metavar="P",
+                   help="orderings per image (permutation; default 64) or per cell (reference; default 100)")
+    p.add_argument("--method", choices=("permutation", "reference", "exact"), default="permutation",
+                   help="estimator (default: %(default)s)")
+    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk")
+    p.add_argument("--max-stderr", type=float, metavar="SE",
+                   help="permutation: stop once every cell's standard error is below SE (--permutations caps)")
+    p.add_argument("--baseline", choices=("zero", "mean", "blur"), default="zero",
+                   help="what replaces absent cells (default: %(default)s = black pixels)")
+    p.add_argument("--target-kind", choices=("auto", "det", "source", "target"), default="auto",
+                   help="which label's logit to explain (default: from the model's role)")
+    p.add_argument("--bf16", action="store_true", help="bf16 weights (fast only on CPUs with AMX / on GPUs)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="masked images per forward (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the orderings (default: %(default)s)")
+    p.add_argument("--canvas", type=positive_int, default=224, help="aligned face size in pixels (default: %(default)s)")
+    p.add_argument("--scale", type=float, default=0.9, help="alignment scale (default: %(default)s)")
+    p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_target_kind(requested: str, meta: dict) -> str:
+    """det / source / target from --target-kind or the model's role."""
+    from fstmatch.errors import UserError
+
+    if requested != "auto":
+        return requested
+    role = (meta or {}).get("name")
+    if role in ROLE_TARGET:
+        return {"label": "det", "source": "source", "target": "target"}[ROLE_TARGET[role]]
+    num_classes = ((meta or {}).get("kwargs") or {}).get("num_classes")
+    if num_classes == 2:
+        return "det"
+    raise UserError(f"cannot tell which label to explain for a model {role!r}: pass --target-kind det|source|target")
+
+
+def out_name(row_id: str) -> str:
+    return row_id.replace("/", "__")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from fstmatch.data import FaceDataset, filter_rows, read_manifest
+    from fstmatch.errors import UserError
+    from fstmatch.explain import shapley
+    from fstmatch.explain.plot import overlay_png
+    from fstmatch.models import load_model
+    from fstmatch.utils.dist import barrier, cleanup, init_distributed
+    from fstmatch.utils.io import atomic_savez, atomic_write_json
+
+    if args.max_stderr is not None and args.max_stderr <= 0:
+        raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
+    if args.canvas % args.grid:
+        raise UserError(f"--grid {args.grid} does not divide --canvas {args.canvas}")
+    info = init_distributed(args.device)
+    try:
+        model = load_model(args.checkpoint).to(info.device).eval()
+        kind = resolve_target_kind(args.target_kind, getattr(model, "fst_meta", {}))
+        key = KIND_KEY[kind]
+        rows = read_manifest(args.data)
+        root = args.data if args.data.is_dir() else args.data.parent
+        rows = filter_rows(rows, split=args.split, methods=args.methods, compressions=args.compressions)
+        if args.limit:
+            rows = rows[: args.limit]
+        settings = {"checkpoint": str(args.checkpoint.resolve()), "grid": args.grid, "method": args.method,
+                    "permutations": args.permutations, "antithetic": not args.no_antithetic,
+                    "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
+                    "seed": args.seed, "max_stderr": args.max_stderr, "canvas": args.canvas, "scale": args.scale}
+        config_path = args.out / "explain.json"
+        if config_path.exists():
+            old = json.loads(config_path.read_text())
+            changed = [k for k in _RESUME_KEYS if old.get(k) != settings[k]]
+            if changed:
+                raise UserError(
+                    f"{args.out} holds maps made with other settings ({', '.join(changed)} differ): "
+                    "use another --out, or the same options to resume"
+                )
+        todo = [r for r in rows if not (args.out / f"{out_name(r['id'])}.npz").exists()]
+        barrier()  # every rank listed the same files before rank 0 writes new ones
+        if info.is_main:
+            atomic_write_json(config_path, {**settings, "model": getattr(model, "fst_meta", {})})
+            print(f"fstmatch explain: {len(rows)} faces, {len(rows) - len(todo)} already done, "
+                  f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
+        if not todo:
+            return 0
+        data = FaceDataset(todo, root, canvas=args.canvas, scale=args.scale)
+        step = info.world_size
+        bar = tqdm(total=len(todo), unit="img", disable=args.no_progress or not info.is_main, dynamic_ncols=True)
+        spent = 0
+        for start in range(0, len(todo), step):
+            items = [data[i] for i in range(start, min(start + step, len(todo)))]
+            images = torch.stack([it["image"] for it in items])
+            targets = torch.stack([it[key] for it in items])
+            res = shapley(model, images, targets, grid=args.grid, n_permutations=args.permutations,
+                          method=args.method, antithetic=not args.no_antithetic, baseline=args.baseline,
+                          batch_size=args.batch_size, seed=args.seed, max_stderr=args.max_stderr,
+                          dtype=torch.bfloat16 if args.bf16 else None, distributed=info.world_size > 1)
+            if info.is_main:
+                for n, it in enumerate(items):
+                    stem = args.out / out_name(it["id"])
+                    atomic_savez(
+                        stem.with_suffix(".npz"), values=res.values[n].numpy(), stderr=res.stderr[n].numpy(),
+                        n_forward=np.int64(res.n_forward[n]), n_permutations=np.int64(res.n_permutations[n]),
+                        label=np.int64(it["label"]), source=np.int64(it["source"]), target=np.int64(it["target"]),
+                        id=np.str_(it["id"]), target_kind=np.str_(kind), explained_class=np.int64(targets[n]),
+                    )
+                    if not args.no_overlay:
+                        overlay_png(it["image"].numpy(), res.values[n].numpy(), stem.with_suffix(".png"),
+                                    title=f"{it['id']}  ({kind} logit, class {int(targets[n])})")
+            spent += res.total_forward
+            bar.update(len(items))
+        bar.close()
+        if info.is_main:
+            print(f"fstmatch explain: wrote {len(todo)} maps to {args.out} ({spent:,} forward passes)", flush=True)
+        return 0
+    finally:
+        cleanup()

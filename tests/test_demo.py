@@ -1,0 +1,62 @@
+"""The demo end to end (slow): every stage runs, every number is finite and in range, a rerun skips
+everything. Uses a test-size configuration (micro FST-Synth, one epoch, 2 orderings) so CI stays
+short; `fstmatch demo --preset tiny` is the same code with bigger numbers. Whether the paper's
+claims hold is NOT asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fstmatch.cli import main
+
+TEST_SIZE = [
+    "synth.preset=micro", "prepare.frames_per_video=4", "train.epochs=1", "train.batch_size=8",
+    "runs.det_all.epochs=1", "runs.fstmatching.epochs=1",
+    "verify.images.per_method=2", "verify.shapley.permutations=4", "verify.noise_draws=4",
+]
+STAGES = ["synth", "prepare", "train:source", "train:target", "train:det", "train:det_paired", "train:det_unpaired",
+          "train:det_all", "train:fstmatching", "verify", "test:det", "test:fstmatching", "test:det_raw"]
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--preset", "tiny", *[a for kv in TEST_SIZE for a in ("--set", kv)]]
+    assert main(args) == 0
+    state = json.loads((out / "demo_state.json").read_text())
+    assert list(state) == STAGES
+    s = json.loads((out / "summary.json").read_text())
+    methods = s["data"]["methods"]
+    assert len(methods) == 5
+    grid = s["shapley"]["grid"]
+    for m in methods:
+        assert _finite(s["h1"]["Q"][m]) and abs(s["h1"]["Q"][m]) <= 1 / grid
+        assert _finite(s["h2"]["Q_paired"][m]) and _finite(s["h2"]["Q_unpaired"][m])
+    for model in ("source", "target", "det"):
+        assert -1 <= s["h3"]["delta"][model] <= 1
+    for model in ("source", "target", "det", "det_paired", "det_unpaired", "fstmatching"):
+        t = s["truth"][model]
+        assert 0 <= t["share"] <= 1 and 0 < t["expected"] < 1 and t["lift"] >= 0
+    for model in ("det", "fstmatching", "det_raw"):
+        for comp in ("raw", "c23", "c40"):
+            assert 0 <= s["detection"][model][comp]["auc"] <= 1
+    assert all(_finite(v) and v >= 0 for v in s["seconds"].values())
+    for name in ("report.md", "report.html", "verify/h1_Q.png", "verify/h2_curves.png", "verify/h3_delta.png"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "figure missing" not in html
+    md = (out / "report.md").read_text()
+    assert "Hypothesis 1" in md and "Detection" in md and "Ground truth" in md
+
+    capsys.readouterr()
+    assert main(args) == 0  # resume: every stage is skipped
+    text = capsys.readouterr().out
+    assert text.count("skipped") == len(STAGES)
