@@ -30,6 +30,10 @@ _HEAVY = {"train", "test", "explain", "verify", "demo"}
 ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
 
+#: What to tell a user who pressed Ctrl-C; a command module may define INTERRUPT_HINT.
+_DEFAULT_HINT = "rerun the same command to resume"
+
+
 def _available() -> list[str]:
     return [c for c in COMMANDS if importlib.util.find_spec(f"fstmatch.cli.{c}") is not None]
 
@@ -55,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _interrupt_hint=getattr(mod, "INTERRUPT_HINT", _DEFAULT_HINT))
     return parser
 
 
@@ -85,5 +89,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fstmatch {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nfstmatch {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
+        print(f"\nfstmatch {args.command}: interrupted; {args._interrupt_hint}.", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from fstmatch.cli._common import add_config_arguments
 from fstmatch.ffpp import COMPRESSIONS, METHODS
 
 HELP = "train a detector (det), identity encoder (source/target) or FST-Matching model"
+INTERRUPT_HINT = "rerun the same command with --resume to continue from the last checkpoint"
 DESCRIPTION = """\
 Train one model on the frames of a prepared manifest and write a run directory:
 model.safetensors, state.pt (resume state), config.yaml, log.jsonl, tb/ (TensorBoard).
