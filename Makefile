@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # The default suite (fast) and then the slow end-to-end tests, as CI runs them.
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-	$(BIN)/python -m pytest -q -m slow -p no:randomly
+	$(BIN)/python -m pytest -q -m slow
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -19,7 +19,14 @@ benchmarks/results/shapley.md):
 4. Subprocesses: forwards/s with and without the glibc allocator settings the CLI sets, and peak
    RSS against batch size, grid and number of orderings.
 
+Trained model (``--checkpoint RUN_DIR_OR_FILE --data MANIFEST``): the same stages on a saved model
+(``fstmatch.models.load_model``, e.g. a ``det`` run) and N aligned test-split faces of the manifest
+(fakes and reals alternating, from different videos), target = the det label (1 = fake).
+``--skip-extras`` leaves out the bf16 comparison and the subprocess probes (allocator, memory),
+which always use the random-init model and do not depend on the weights.
+
 Usage: .venv/bin/python benchmarks/shapley_bench.py [--quick] [--json FILE]
+       [--checkpoint RUN_DIR --data MANIFEST [--images N] [--skip-extras]]
 (``--quick``: 64 px, 8x8 grid, tiny budgets: a smoke test of the script, not a measurement.)
 """
 
@@ -54,11 +61,42 @@ def make_images(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build_model(seed: int = 0) -> torch.nn.Module:
-    from fstmatch.models import create_model
+def build_model(seed: int = 0, checkpoint: Path | None = None) -> torch.nn.Module:
+    """ResNet-18 w64 random init (seed), or the model saved at ``checkpoint`` (run dir or file)."""
+    from fstmatch.models import create_model, load_model
 
+    if checkpoint is not None:
+        return load_model(checkpoint).eval()
     torch.manual_seed(seed)
     return create_model("resnet18", num_classes=2, width=64).eval()
+
+
+def load_faces(manifest: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``n`` aligned test-split faces, fakes and reals alternating (fake first), each from a different
+    video, first frames in manifest order: images (n, 3, size, size) in [0, 1], labels (n,), row ids."""
+    from fstmatch.data import filter_rows, load_face, read_manifest
+
+    root = manifest.parent if manifest.is_file() else manifest
+    rows = filter_rows(read_manifest(manifest), split="test")
+    pools: dict[int, list] = {1: [], 0: []}
+    seen: set[tuple] = set()
+    for row in rows:
+        key = (row["method"], row["video"])
+        if key not in seen:
+            seen.add(key)
+            pools[int(row["label"])].append(row)
+    picked = [pools[1 - i % 2][i // 2] for i in range(n)]
+    faces = [torch.from_numpy(load_face(r, root, canvas=size)[0]).permute(2, 0, 1) for r in picked]
+    images = torch.stack(faces).float() / 255
+    return images, torch.tensor([int(r["label"]) for r in picked]), [r["id"] for r in picked]
+
+
+def bench_inputs(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The images, targets and a description: synthetic (random-init mode) or test faces."""
+    if args.checkpoint is None:
+        return make_images(args.images, size, seed=1), None, "synthetic"
+    images, labels, ids = load_faces(args.data, args.images, size)
+    return images, labels, f"test faces {ids} (labels {labels.tolist()})"
 
 
 def run(label: str, model, images, targets, **kw) -> dict:
@@ -136,6 +174,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=1)
+    ap.add_argument("--checkpoint", type=Path, help="saved model (run dir or .safetensors) instead of random init")
+    ap.add_argument("--data", type=Path, help="manifest.jsonl (or its folder) for --checkpoint: test-split faces")
+    ap.add_argument("--skip-extras", action="store_true", help="no bf16 comparison, no subprocess probes")
     ap.add_argument("--stage", choices=["all", "estimators", "rates"], default="all",
                     help="estimators: error per forward, bf16, memory; rates: interleaved forwards/s")
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the interleaved rate measurement")
@@ -148,6 +189,8 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if (args.checkpoint is None) != (args.data is None):
+        ap.error("--checkpoint and --data go together")
     if args.probe:
         return probe(args)
     if os.environ.get("FSTMATCH_BENCH_NO_REEXEC") != "1" and any(os.environ.get(k) != v for k, v in ALLOCATOR_ENV.items()):
@@ -171,13 +214,15 @@ def main() -> None:
     p_plain, p_anti, p_default = 2, 4, 64
     t_start = time.perf_counter()
 
-    model = build_model()
-    images = make_images(args.images, size, seed=1)
+    model = build_model(checkpoint=args.checkpoint)
+    images, targets, what = bench_inputs(args, size)
     with torch.inference_mode():
         logits = model(images)
-    targets = logits.argmax(1)
-    print(f"ResNet-18 w64 random init, {args.images} images {size}px, grid {grid}; logits {logits.tolist()}",
-          file=sys.stderr)
+    if targets is None:
+        targets = logits.argmax(1)
+    name = f"checkpoint {args.checkpoint}" if args.checkpoint else "ResNet-18 w64 random init"
+    print(f"{name}, {args.images} images {size}px ({what}), grid {grid}, targets {targets.tolist()}; "
+          f"logits {logits.tolist()}", file=sys.stderr)
     R: dict[str, dict] = {}
     common = dict(grid=grid, batch_size=256)
     print("fp32 estimators (engine implementation, batch 256):", file=sys.stderr)
@@ -188,27 +233,33 @@ def main() -> None:
                      seed=12, **common)
     cells = torch.randperm(p, generator=torch.Generator().manual_seed(5))[: p // 8]
     sub = reference_cells(model, images, targets, grid, m_hi, cells, seed=11)
-    print("bf16 vs fp32 at equal orderings (4x4 grid: bf16 is slow on CPUs without AMX):", file=sys.stderr)
     one = (images[:1], targets[:1])
-    R["g4_fp32"] = run("antithetic walk P=4 grid 4 fp32", model, *one, grid=grid // 4, n_permutations=4, seed=15)
-    R["g4_bf16"] = run("antithetic walk P=4 grid 4 bf16", model, *one, grid=grid // 4, n_permutations=4, seed=15,
-                       dtype=torch.bfloat16)
+    if not args.skip_extras:
+        print("bf16 vs fp32 at equal orderings (4x4 grid: bf16 is slow on CPUs without AMX):", file=sys.stderr)
+        R["g4_fp32"] = run("antithetic walk P=4 grid 4 fp32", model, *one, grid=grid // 4, n_permutations=4,
+                           seed=15)
+        R["g4_bf16"] = run("antithetic walk P=4 grid 4 bf16", model, *one, grid=grid // 4, n_permutations=4,
+                           seed=15, dtype=torch.bfloat16)
     print("reference-style implementation (fp32 eager, default layout, batch 64):", file=sys.stderr)
     # rate only (forwards/s do not depend on the grid): 8x8 grid, m=1 -> 128 forwards
     R["eager_64"] = run("reference m=1 eager batch 64", model, *one, method="reference",
                         n_permutations=1, optimize=False, grid=grid // 2, batch_size=64)
 
-    print("subprocess probes (allocator settings, peak memory; engine fp32):", file=sys.stderr)
-    g2, g4 = str(grid // 2), str(grid // 4)
-    probes = {
-        "b64_g8_P2_alloc0": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], False, args),
-        "b64_g8_P2_alloc1": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], True, args),
-        "b256_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "256"], True, args),
-        "b64_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "64"], True, args),
-        "b64_g4_P6_alloc1": spawn_probe(["--grid", g4, "--perms", "6", "--batch", "64"], True, args),
-    }
+    probes = {}
+    if not args.skip_extras:
+        print("subprocess probes (allocator settings, peak memory; engine fp32):", file=sys.stderr)
+        g2, g4 = str(grid // 2), str(grid // 4)
+        probes = {
+            "b64_g8_P2_alloc0": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], False, args),
+            "b64_g8_P2_alloc1": spawn_probe(["--grid", g2, "--perms", "2", "--batch", "64"], True, args),
+            "b256_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "256"], True, args),
+            "b64_g8_P4_alloc1": spawn_probe(["--grid", g2, "--perms", "4", "--batch", "64"], True, args),
+            "b64_g4_P6_alloc1": spawn_probe(["--grid", g4, "--perms", "6", "--batch", "64"], True, args),
+        }
 
     report = analyse(R, sub, probes, p, p_default, m_hi)
+    report["inputs"] = {"model": str(args.checkpoint or "resnet18 w64 random init (seed 0)"), "images": what,
+                        "targets": targets.tolist(), "logits": logits.tolist()}
     if args.stage == "all":
         report["interleaved_rates"] = interleaved_rates(args)
     report["bf16_capability"] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -227,18 +278,20 @@ def interleaved_rates(args: argparse.Namespace) -> dict:
 
     In process (allocator settings as this process has them): the reference estimator as the paper
     runs it (fp32 eager, default layout, batch 64) vs the engine (BN folded, channels_last, batch
-    128). Subprocesses: the engine with and without the glibc allocator settings."""
+    128), on the benchmark's model and first image. Subprocesses (not with ``--skip-extras``): the
+    random-init engine with and without the glibc allocator settings."""
     import statistics
 
     size = 64 if args.quick else 224
     grid = 8 if not args.quick else 4
-    model = build_model()
-    image = make_images(1, size, seed=1)
+    model = build_model(checkpoint=args.checkpoint)
+    image, labels, _ = bench_inputs(argparse.Namespace(**{**vars(args), "images": 1}), size)
+    target = 0 if labels is None else int(labels[0])
     from fstmatch.explain import shapley
 
     def rate(**kw) -> float:
         t0 = time.perf_counter()
-        res = shapley(model, image, 0, grid=grid, **kw)
+        res = shapley(model, image, target, grid=grid, **kw)
         return res.total_forward / (time.perf_counter() - t0)
 
     rows: dict[str, list[float]] = {"eager_ref_b64": [], "engine_b128": [], "probe_engine_alloc0": [],
@@ -247,12 +300,12 @@ def interleaved_rates(args: argparse.Namespace) -> dict:
     for r in range(args.rounds):
         rows["eager_ref_b64"].append(rate(method="reference", n_permutations=1, optimize=False, batch_size=64))
         rows["engine_b128"].append(rate(n_permutations=2, batch_size=128))
-        if r < 2:
+        if r < 2 and not args.skip_extras:
             for alloc in (False, True) if r == 0 else (True, False):
                 rows[f"probe_engine_alloc{int(alloc)}"].append(spawn_probe(probe_args, alloc, args)["fwd_per_s"])
         print(f"  round {r}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rows.items() if v), file=sys.stderr,
               flush=True)
-    out = {k: {"fwd_per_s": v, "median": statistics.median(v)} for k, v in rows.items()}
+    out = {k: {"fwd_per_s": v, "median": statistics.median(v)} for k, v in rows.items() if v}
     out["implementation_ratio_per_round"] = [e / b for e, b in zip(rows["engine_b128"], rows["eager_ref_b64"])]
     out["implementation_ratio_median"] = statistics.median(out["implementation_ratio_per_round"])
     out["allocator_ratio_per_round"] = [a / b for a, b in zip(rows["probe_engine_alloc1"], rows["probe_engine_alloc0"])]
@@ -332,15 +385,16 @@ def analyse(R: dict, sub: dict, probes: dict, p: int, p_default: int, m_hi: int)
         img["paper_m100_rel_l2_error"] = (const["ref_lo"] / (2 * p * 100) / norm2) ** 0.5
         img["reference_m_for_default_error"] = const["ref_lo"] / (const["anti"] / f_def) / (2 * p)
         out["images"].append(img)
-    a, b = R["g4_fp32"], R["g4_bf16"]
-    n2 = max(float(a["values"][0].norm() ** 2 - sum_var(a)[0]), 1e-30)
-    out["bf16_vs_fp32_equal_orderings_grid4"] = {
-        "cosine": float(cosine(a["values"], b["values"])[0]),
-        "rel_l2_diff": float((a["values"][0] - b["values"][0]).norm()) / n2**0.5,
-        "fp32_rel_l2_error": float(sum_var(a)[0] / n2) ** 0.5,
-        "bf16_rel_l2_error": float(sum_var(b)[0] / n2) ** 0.5,
-        "fp32_fwd_per_s": a["fwd_per_s"], "bf16_fwd_per_s": b["fwd_per_s"],
-    }
+    if "g4_bf16" in R:
+        a, b = R["g4_fp32"], R["g4_bf16"]
+        n2 = max(float(a["values"][0].norm() ** 2 - sum_var(a)[0]), 1e-30)
+        out["bf16_vs_fp32_equal_orderings_grid4"] = {
+            "cosine": float(cosine(a["values"], b["values"])[0]),
+            "rel_l2_diff": float((a["values"][0] - b["values"][0]).norm()) / n2**0.5,
+            "fp32_rel_l2_error": float(sum_var(a)[0] / n2) ** 0.5,
+            "bf16_rel_l2_error": float(sum_var(b)[0] / n2) ** 0.5,
+            "fp32_fwd_per_s": a["fwd_per_s"], "bf16_fwd_per_s": b["fwd_per_s"],
+        }
     eager = R["eager_64"]["fwd_per_s"]
     rate32 = (sum(R[k]["forwards"] for k in fp32_keys) + sub["forwards"]) / (
         sum(R[k]["wall_s"] for k in fp32_keys) + sub["wall_s"])

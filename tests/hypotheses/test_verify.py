@@ -70,6 +70,10 @@ def test_summary_numbers_are_finite_and_in_range(verified) -> None:
     assert set(s["h3"]["delta"]) == {"source", "target", "det"}
     assert all(-1 <= d <= 1 for d in s["h3"]["delta"].values())
     assert s["h3"]["skipped"] == 1 and s["h3"]["n_images"] == 7
+    for model, d in s["h3"]["delta"].items():  # δ / reproducibility: the same ratio, recorded
+        repro = s["h3"]["reproducibility"][model]
+        assert -1 <= repro <= 1 and s["h3"]["delta_corrected"][model] == pytest.approx(d / repro)
+    assert s["shapley"]["n_forward"]["det__raw_repeat"] == 7 * 62
     assert s["images"]["total"] == 8 and s["images"]["per_method"] == {"Deepfakes": 4, "FaceSwap": 4}
     for role, region in (("source", "rest"), ("target", "donor"), ("det", "trace"), ("det_paired", "trace")):
         t = s["truth"][role]

@@ -137,7 +137,9 @@ def _claims(s: dict[str, Any]) -> list[str]:
         + f" thresholds; mean Q paired − unpaired > 0 for {sum(d > 0 for d in h2['diff'].values())}/{len(h2['diff'])} "
         f"methods, beyond 2 SEM for {sum(d > 2 * h2['diff_sem'][m] for m, d in h2['diff'].items())}.",
         f"H3 (δ_det below δ_source and δ_target): {said(h3['holds'])}; δ = "
-        + ", ".join(f"{m} {num(d)} ± {num(h3['sem'][m])}" for m, d in h3["delta"].items()) + ".",
+        + ", ".join(f"{m} {num(d)} ± {num(h3['sem'][m])}" for m, d in h3["delta"].items())
+        + f"; net of estimator noise (δ / reproducibility) it {said(h3.get('holds_corrected'))}: "
+        + ", ".join(f"{m} {num(d)}" for m, d in h3.get("delta_corrected", {}).items()) + ".",
         f"FST-Matching vs det on c40 (frame AUC): {num(fd['fstmatching_auc'])} vs {num(fd['det_auc'])}, "
         f"difference {num(fd['difference'])} ± {num(fd['stderr'])} (Hanley–McNeil SE)"
         + (": FST-Matching is better here." if (fd["difference"] or 0) > 0 else ": FST-Matching is not better here."),

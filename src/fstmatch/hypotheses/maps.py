@@ -168,13 +168,13 @@ class MapStore:
         self.device = device
         self.progress = progress
 
-    def _settings(self, checkpoint: str) -> dict[str, Any]:
+    def _settings(self, checkpoint: str, seed: int) -> dict[str, Any]:
         s, i = self.shapley, self.images
         path = Path(checkpoint)
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
-                "grid": s.grid, "permutations": s.permutations, "seed": s.seed, "amp": s.amp,
+                "grid": s.grid, "permutations": s.permutations, "seed": seed, "amp": s.amp,
                 "canvas": i.canvas, "face_width": i.face_width, "scale": i.scale}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
@@ -194,12 +194,14 @@ class MapStore:
         )
 
     def get(self, name: str, model: nn.Module, checkpoint: str, rows: Sequence[Row], images: torch.Tensor,
-            targets: Sequence[int], desc: str = "") -> Maps:
-        """Maps of ``model`` on ``images`` (ids from ``rows``), computing only the uncached ones."""
+            targets: Sequence[int], desc: str = "", seed_offset: int = 0) -> Maps:
+        """Maps of ``model`` on ``images`` (ids from ``rows``), computing only the uncached ones.
+        ``seed_offset`` draws orderings independent of the default ones (``shapley.seed + offset``)."""
         from fstmatch.explain import shapley
 
         path = self.folder / f"{name}.npz"
-        settings = self._settings(checkpoint)
+        seed = self.shapley.seed + seed_offset
+        settings = self._settings(checkpoint, seed)
         cache = self._read(path, settings)
         ids = [r["id"] for r in rows]
         todo = [k for k, i in enumerate(ids) if i not in cache]
@@ -211,7 +213,7 @@ class MapStore:
             res = shapley(
                 model, images[part].to(self.device), torch.tensor([int(targets[k]) for k in part]),
                 grid=self.shapley.grid, n_permutations=self.shapley.permutations,
-                batch_size=self.shapley.batch_size, seed=self.shapley.seed,
+                batch_size=self.shapley.batch_size, seed=seed,
                 dtype=torch.bfloat16 if self.shapley.amp == "bf16" else None, progress=self.progress,
             )
             values = res.values.detach().cpu().numpy()
