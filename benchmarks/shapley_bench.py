@@ -71,9 +71,10 @@ def build_model(seed: int = 0, checkpoint: Path | None = None) -> torch.nn.Modul
     return create_model("resnet18", num_classes=2, width=64).eval()
 
 
-def load_faces(manifest: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load_faces(manifest: Path, n: int, size: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``n`` aligned test-split faces, fakes and reals alternating (fake first), each from a different
-    video, first frames in manifest order: images (n, 3, size, size) in [0, 1], labels (n,), row ids."""
+    video, first frames in manifest order, skipping the first ``offset`` of that sequence: images
+    (n, 3, size, size) in [0, 1], labels (n,), row ids."""
     from fstmatch.data import filter_rows, load_face, read_manifest
 
     root = manifest.parent if manifest.is_file() else manifest
@@ -85,7 +86,7 @@ def load_faces(manifest: Path, n: int, size: int) -> tuple[torch.Tensor, torch.T
         if key not in seen:
             seen.add(key)
             pools[int(row["label"])].append(row)
-    picked = [pools[1 - i % 2][i // 2] for i in range(n)]
+    picked = [pools[1 - i % 2][i // 2] for i in range(offset, offset + n)]
     faces = [torch.from_numpy(load_face(r, root, canvas=size)[0]).permute(2, 0, 1) for r in picked]
     images = torch.stack(faces).float() / 255
     return images, torch.tensor([int(r["label"]) for r in picked]), [r["id"] for r in picked]
@@ -95,7 +96,7 @@ def bench_inputs(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, tor
     """The images, targets and a description: synthetic (random-init mode) or test faces."""
     if args.checkpoint is None:
         return make_images(args.images, size, seed=1), None, "synthetic"
-    images, labels, ids = load_faces(args.data, args.images, size)
+    images, labels, ids = load_faces(args.data, args.images, size, args.image_offset)
     return images, labels, f"test faces {ids} (labels {labels.tolist()})"
 
 
@@ -176,6 +177,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1)
     ap.add_argument("--checkpoint", type=Path, help="saved model (run dir or .safetensors) instead of random init")
     ap.add_argument("--data", type=Path, help="manifest.jsonl (or its folder) for --checkpoint: test-split faces")
+    ap.add_argument("--image-offset", type=int, default=0, help="with --data: skip this many faces of the sequence")
     ap.add_argument("--skip-extras", action="store_true", help="no bf16 comparison, no subprocess probes")
     ap.add_argument("--stage", choices=["all", "estimators", "rates"], default="all",
                     help="estimators: error per forward, bf16, memory; rates: interleaved forwards/s")

@@ -59,4 +59,4 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(args) == 0  # resume: every stage is skipped
     text = capsys.readouterr().out
-    assert text.count("skipped") == len(STAGES)
+    assert text.count("done earlier") == len(STAGES)

@@ -172,7 +172,10 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
         ("p", "These are small CPU models trained for minutes on synthetic faces: the numbers test the pipeline and "
               "show what FST-Synth supports, not the paper's numbers on FF++. **SEM** is the standard error over "
               "the analysed images (it includes Shapley estimator noise); **estimator noise** is the part caused "
-              "by the Shapley sampling alone (maps redrawn from their per-cell stderr)."),
+              "by the Shapley sampling alone (maps redrawn from their per-cell stderr). Neither includes the "
+              "variation between training runs, which on the tiny preset is larger: another training seed "
+              "(`--set train.seed=1`) reversed the H2 and the noise-corrected H3 verdicts "
+              "(docs/hypotheses.md). Read one run's verdicts as anecdotes, not findings."),
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "
