@@ -126,6 +126,11 @@ class FaceAugment:
         )
         self._jpeg = A.ImageCompression(quality_range=c.jpeg_quality, p=c.jpeg)
 
+    def reset(self) -> None:
+        """Restart the per-process call count, for callers that seed every item themselves (the
+        trainer does, so that a resumed run draws exactly what an uninterrupted one would)."""
+        self._calls = 0
+
     def rng(self, index: int) -> np.random.Generator:
         """A generator for one item (differs per worker, epoch and call; see module docstring)."""
         import torch

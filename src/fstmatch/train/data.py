@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fstmatch.data.augment import FaceAugment
 from fstmatch.errors import UserError
 from fstmatch.train.config import TrainConfig
 from fstmatch.train.sampler import balance_weights
@@ -50,8 +51,8 @@ class SeededItems(torch.utils.data.Dataset):
         np.random.seed(seed)
         torch.manual_seed(seed)
         augment = getattr(self.base, "augment", None)
-        if augment is not None and hasattr(augment, "_calls"):
-            augment._calls = 0  # FaceAugment counts calls per process; the item seed already varies
+        if isinstance(augment, FaceAugment):
+            augment.reset()  # the item seed already varies; a per-process call count would not resume
         try:
             return self.base[index]
         finally:
