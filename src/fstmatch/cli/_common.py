@@ -20,17 +20,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_methods_argument(parser: argparse.ArgumentParser, help_extra: str = "") -> None:
+def add_methods_argument(parser: argparse.ArgumentParser, help_default: str = "all", include_real: bool = False) -> None:
+    """``--methods``: FF++ manipulation names (plus ``real`` when asked); ``None`` when not given."""
+    choices = ("real", *METHODS) if include_real else METHODS
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD",
-        help=f"manipulation methods ({', '.join(METHODS)}; default all){help_extra}",
+        "--methods", nargs="+", choices=choices, default=None, metavar="METHOD",
+        help=f"only these methods ({', '.join(choices)}; default: {help_default})",
     )
 
 
-def add_compressions_argument(parser: argparse.ArgumentParser, default: list[str] | None = None) -> None:
+def add_compressions_argument(parser: argparse.ArgumentParser, help_default: str = "all") -> None:
+    """``--compressions``: FF++ compression levels; ``None`` when not given."""
     parser.add_argument(
-        "--compressions", nargs="+", choices=COMPRESSIONS, default=default or list(COMPRESSIONS),
-        metavar="COMP", help=f"compression levels ({', '.join(COMPRESSIONS)}; default: %(default)s)",
+        "--compressions", nargs="+", choices=COMPRESSIONS, default=None, metavar="COMP",
+        help=f"only these compression levels ({', '.join(COMPRESSIONS)}; default: {help_default})",
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fstmatch.cli._common import positive_int
-from fstmatch.ffpp import COMPRESSIONS, METHODS, SPLITS
+from fstmatch.cli._common import add_compressions_argument, add_methods_argument, positive_int
+from fstmatch.ffpp import SPLITS
 
 HELP = "Shapley maps (grid cells) of a trained model for the faces of a manifest"
 DESCRIPTION = """\
@@ -39,9 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to explain (default: %(default)s)")
-    p.add_argument("--methods", nargs="+", choices=("real", *METHODS), metavar="METHOD",
-                   help="only these methods (real, " + ", ".join(METHODS) + "; default all)")
-    p.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, metavar="COMP", help="only these compressions")
+    add_methods_argument(p, include_real=True)
+    add_compressions_argument(p)
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
     p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
     p.add_argument("--permutations", type=positive_int, metavar="P",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fstmatch.cli._common import positive_int
-from fstmatch.ffpp import COMPRESSIONS, METHODS
+from fstmatch.cli._common import add_compressions_argument, add_methods_argument, positive_int
 
 HELP = "extract face crops, landmarks and labels from an FF++ tree into OUT/manifest.jsonl"
 DESCRIPTION = """\
@@ -30,10 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, metavar="OUT", help="output folder (created; rerun to resume)")
     parser.add_argument("--frames-per-video", type=positive_int, default=32, metavar="K",
                         help="frames taken per video, evenly spaced (default: %(default)s)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None, metavar="METHOD",
-                        help=f"manipulations ({', '.join(METHODS)}; default: all present under ROOT)")
-    parser.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, default=None, metavar="COMP",
-                        help=f"compression levels ({', '.join(COMPRESSIONS)}; default: all present under ROOT)")
+    add_methods_argument(parser, help_default="all present under ROOT")
+    add_compressions_argument(parser, help_default="all present under ROOT")
     parser.add_argument("--splits", type=Path, default=None, metavar="DIR",
                         help="folder with train.json, val.json, test.json (default: ROOT/splits)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="W",

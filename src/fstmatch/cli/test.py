@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fstmatch.ffpp import COMPRESSIONS, METHODS
+from fstmatch.cli._common import add_compressions_argument, add_methods_argument
 
 HELP = "test a trained model: AUC/ACC/EER/AP/video AUC per method x compression, or identity accuracy"
 DESCRIPTION = """\
@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directory or .safetensors file")
     p.add_argument("--split", default="test", help="split to test on (default: %(default)s)")
     p.add_argument("--out", type=Path, metavar="FILE", help="metrics JSON (default: RUN_DIR/metrics.json)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", help="fake methods (default all)")
-    p.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, metavar="COMP", help="compressions")
+    add_methods_argument(p)
+    add_compressions_argument(p)
     p.add_argument("--role", choices=["det", "source", "target", "fstmatching"],
                    help="what the model predicts (default: from the checkpoint)")
     p.add_argument("--canvas", type=int, help="aligned face size in px")

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fstmatch.cli._common import add_config_arguments
-from fstmatch.ffpp import COMPRESSIONS, METHODS
+from fstmatch.cli._common import add_compressions_argument, add_config_arguments, add_methods_argument
 
 HELP = "train a detector (det), identity encoder (source/target) or FST-Matching model"
 INTERRUPT_HINT = "rerun the same command with --resume to continue from the last checkpoint"
@@ -33,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run directory")
     p.add_argument("--preset", default="default", help="shipped config preset (default: %(default)s)")
     p.add_argument("--set-name", choices=["all", "paired", "unpaired"], help="hypothesis-2 training set")
-    p.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", help="fake methods to train on")
-    p.add_argument("--compressions", nargs="+", choices=COMPRESSIONS, metavar="COMP", help="compressions")
+    add_methods_argument(p, help_default="the config's, all")
+    add_compressions_argument(p, help_default="the config's, all")
     add_config_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--force", action="store_true",
