@@ -195,6 +195,8 @@ def _run_local(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
             )
+            if method == "permutation" and optimize:
+                vf.walker = _incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
             if method == "exact":
                 est = _exact(vf, n, n_players)
             elif method == "reference":
@@ -210,6 +212,21 @@ def _run_local(
         n_permutations=n_used, targets=targets.clone(), v_full=v_full, v_empty=v_empty, method=method,
         grid=grid, seed=seed, dtype=str(dtype or images.dtype).replace("torch.", ""),
     )
+
+
+def _incremental_walker(fn, x: torch.Tensor, base: torch.Tensor, targets: torch.Tensor, grid: int,
+                        in_dtype: torch.dtype | None, batch_size: int):
+    """The incremental walk evaluator where it applies (fstmatch ResNet-18/34 on CPU in the images'
+    float dtype), else None. On a GPU the batched full forward is faster than many small windows."""
+    from fstmatch.explain import _incremental
+
+    if x.device.type != "cpu" or in_dtype is not None or not isinstance(fn, nn.Module) or not _incremental.supports(fn):
+        return None
+    if any(p.dtype != x.dtype for p in fn.parameters()):
+        return None
+    walker = _incremental.ResNetWalker(fn, x, base, targets, grid,
+                                       walks_per_batch=min(batch_size, _incremental.WALKS_PER_BATCH))
+    return walker if walker.n_incremental > 0 else None
 
 
 def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max_stderr: float | None) -> int:
@@ -252,13 +269,10 @@ def _permutation(
                                                      torch.ones(n_players, dtype=torch.bool)]))
     v_empty, v_full = ends[:, 0], ends[:, 1]
     group = 2 if antithetic else 1  # orderings per independent sample
-    s1 = torch.zeros(n, n_players, dtype=torch.float64)  # sum of samples
-    s2 = torch.zeros(n, n_players, dtype=torch.float64)  # sum of squared samples
-    k = torch.zeros(n, dtype=torch.long)  # samples per image
+    sums = _StratumSums(n, n_players, antithetic)
     active = torch.arange(n)
     gen = torch.Generator().manual_seed(seed)
     drawn = 0
-    sizes = torch.arange(1, n_players).view(1, -1, 1)  # prefix lengths 1..P-1
     # orderings per round: ROUND when stopping on max_stderr, else as many as keep the per-round
     # bookkeeping (images x orderings x cells float64) under ~2**22 numbers
     per_round = ROUND if max_stderr is not None else max(1, ROUND_NUMBERS // (n * n_players)) * group
@@ -267,21 +281,97 @@ def _permutation(
         orders = _draw_orderings(gen, count, n_players, antithetic)  # (c, P)
         drawn += count
         pos = orders.argsort(dim=1)  # (c, P) position of each cell in each ordering
-        coalitions = (pos.unsqueeze(1) < sizes).reshape(-1, n_players)  # (c*(P-1), P)
-        v = vf.evaluate(active, coalitions).view(active.numel(), count, n_players - 1)
+        v = vf.walks(active, orders)  # (a, c, P-1): v after the first t+1 cells, t = 0..P-2
         a = active.numel()
         walk = torch.cat([v_empty[active].view(a, 1, 1).expand(a, count, 1), v,
                           v_full[active].view(a, 1, 1).expand(a, count, 1)], dim=2)
         marg = walk.diff(dim=2).gather(2, pos.unsqueeze(0).expand(a, -1, -1))  # (a, c, P) by cell
         samples = marg.view(a, count // group, group, n_players).mean(dim=2)
-        s1[active] += samples.sum(dim=1)
-        s2[active] += (samples**2).sum(dim=1)
-        k[active] += count // group
+        sums.add(active, samples, pos[::group])
         if max_stderr is not None:
-            se = _stderr(s1[active], s2[active], k[active])
-            done = (se.amax(dim=1) < max_stderr) & (k[active] >= 2)
+            _, se = sums.estimate(active)
+            done = (se.amax(dim=1) < max_stderr) & (sums.k[active] >= 2)
             active = active[~done]
-    return s1 / k.view(-1, 1), _stderr(s1, s2, k), k * group, v_full, v_empty
+    values, stderr = sums.estimate(torch.arange(n))
+    values = _restore_efficiency(values, stderr, v_full - v_empty)
+    return values, stderr, sums.k * group, v_full, v_empty
+
+
+class _StratumSums:
+    """Running sums of the walk's samples by cell and by position stratum (post-stratification).
+
+    A sample is one ordering's marginal (plain) or an antithetic pair's mean; its stratum is the
+    cell's position in the (first) ordering, folded (``min(p, P-1-p)``) for pairs, whose two
+    orderings hold the cell at mirrored positions. The estimate of a cell is the mean of its
+    stratum means weighted by each stratum's probability: unbiased given the counts, and free of
+    the variance *between* positions (a cell added to a near-empty image contributes differently
+    from one added to a near-full image). The number of strata per cell is the largest power of
+    two up to ``k / 4`` samples (at most ``FINE``) with at least 2 samples in each stratum, so it
+    depends on the counts only, never on the values. One stratum = the plain mean.
+    """
+
+    FINE = 16  # finest strata; coarser levels merge neighbours (floor(f*H/F) nests)
+
+    def __init__(self, n: int, n_players: int, antithetic: bool) -> None:
+        self.n_players = n_players
+        self.folded = antithetic
+        span = (n_players + 1) // 2 if antithetic else n_players  # distinct (folded) positions
+        p = torch.arange(n_players)
+        f = torch.minimum(p, n_players - 1 - p) if antithetic else p
+        self.fine_of_position = f * self.FINE // span  # (P,) fine stratum of each position
+        # probability of each fine stratum under a uniformly random position
+        self.fine_weight = torch.bincount(self.fine_of_position, minlength=self.FINE).double() / n_players
+        shape = (n, n_players, self.FINE)
+        self.cnt = torch.zeros(shape, dtype=torch.float64)
+        self.s1 = torch.zeros(shape, dtype=torch.float64)
+        self.s2 = torch.zeros(shape, dtype=torch.float64)
+        self.k = torch.zeros(n, dtype=torch.long)
+
+    def add(self, images: torch.Tensor, samples: torch.Tensor, pos: torch.Tensor) -> None:
+        """samples (A, k, P) by cell for ``images`` (A,); pos (k, P): each cell's position."""
+        a, k, p = samples.shape
+        onehot = torch.nn.functional.one_hot(self.fine_of_position[pos], self.FINE).double()  # (k, P, F)
+        self.cnt[images] += onehot.sum(0).expand(a, p, self.FINE)
+        self.s1[images] += torch.einsum("akp,kpf->apf", samples, onehot)
+        self.s2[images] += torch.einsum("akp,kpf->apf", samples**2, onehot)
+        self.k[images] += k
+
+    def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, stderr), each (A, P); stderr NaN where an image has fewer than 2 samples."""
+        cnt, s1, s2 = self.cnt[images], self.s1[images], self.s2[images]
+        k = self.k[images].view(-1, 1)
+        values = torch.zeros(cnt.shape[:2], dtype=torch.float64)
+        var = torch.zeros_like(values)
+        chosen = torch.zeros(cnt.shape[:2], dtype=torch.bool)
+        levels = 1
+        while levels < self.FINE:
+            levels *= 2
+        while levels >= 1:
+            size = self.FINE // levels
+            c, m1, m2 = (t.view(*t.shape[:2], levels, size).sum(3) for t in (cnt, s1, s2))
+            w = self.fine_weight.view(levels, size).sum(1)
+            allowed = (levels * 4 <= k) | (levels == 1)  # (A, 1): enough samples for this many strata
+            ok = (c >= 2).all(dim=2) & allowed & ~chosen if levels > 1 else ~chosen
+            cc = c.clamp_min(1)
+            mean = m1 / cc
+            s_var = ((m2 - m1**2 / cc) / (cc - 1).clamp_min(1)).clamp_min(0)  # per-stratum sample variance
+            values = torch.where(ok, (w * mean).sum(2), values)
+            var = torch.where(ok, (w**2 * s_var / cc).sum(2), var)
+            chosen |= ok
+            levels //= 2
+        stderr = torch.where(k >= 2, var.sqrt(), torch.full_like(var, math.nan))
+        return values, stderr
+
+
+def _restore_efficiency(values: torch.Tensor, stderr: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+    """Spread ``gap - sum(values)`` over the cells in proportion to their variance (the minimum-variance
+    correction that makes the map sum to ``v(all) - v(empty)``); uniform where no variance is known.
+    Post-stratified means miss the sum by sampling noise; plain means already obey it."""
+    miss = (gap - values.sum(dim=1)).view(-1, 1)
+    var = torch.nan_to_num(stderr**2, nan=0.0)
+    total = var.sum(dim=1, keepdim=True)
+    share = torch.where(total > 0, var / total.clamp_min(1e-300), torch.full_like(var, 1.0 / values.shape[1]))
+    return values + share * miss
 
 
 def _stderr(s1: torch.Tensor, s2: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -304,6 +304,8 @@ class ValueFunction:
         self.cell = (h // grid, w // grid)
         self.n_forward = torch.zeros(n, dtype=torch.long)
         self._checked = False
+        #: optional incremental evaluator of walks (``_incremental.ResNetWalker``), set by the caller
+        self.walker = None
 
     def evaluate(self, image_ids: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         """``v`` for every (image, coalition) pair: image_ids (A,) long, coalitions (K, G*G) bool ->
@@ -315,6 +317,18 @@ class ValueFunction:
             out[rows] = self._forward(image_ids[rows // k], coalitions[rows % k])
         self.n_forward[image_ids] += k
         return out.view(a, k)
+
+    def walks(self, image_ids: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+        """``v`` along permutation walks: orders (c, G*G) long -> (A, c, G*G - 1) float64, entry
+        ``[a, j, t]`` = v(first t+1 cells of ordering j) for image ``image_ids[a]``."""
+        c, p = orders.shape
+        if self.walker is not None:
+            out = self.walker.walks(image_ids, orders, progress=self.progress)
+            self.n_forward[image_ids] += c * (p - 1)
+            return out
+        pos = orders.argsort(dim=1)
+        coalitions = (pos.unsqueeze(1) < torch.arange(1, p).view(1, -1, 1)).reshape(-1, p)  # (c*(P-1), P)
+        return self.evaluate(image_ids, coalitions).view(image_ids.numel(), c, p - 1)
 
     def _forward(self, idx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         b = idx.numel()
