@@ -9,7 +9,10 @@ One run, side by side, same model, images and orderings:
    relative L2 difference next to the fp32 run's own sampling error (``sqrt(sum stderr^2)/||phi||``);
 3. ``--truth-seconds S``: spend about S seconds on strict-fp32 maps with as many antithetic orderings
    as fit (seed 12345, independent of the other runs) and write them to ``--out`` (.npz: values,
-   stderr, n_forward, orderings, ids).
+   stderr, n_forward, orderings, ids);
+4. ``--walks N --walks-out FILE``: the value of every step of N antithetic orderings (seed 777) per
+   image, strict fp32 (.npz: orders (N, G*G), wv (images, N, G*G-1), v_empty, v_full, labels), for
+   offline estimator studies (``benchmarks/shapley_estimators.py``).
 
 Usage (on a GPU machine):
   python benchmarks/shapley_gpu.py --checkpoint RUN_OR_SAFETENSORS --faces FACES.npz --out truth.npz
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="cpu only to smoke-test the script")
     ap.add_argument("--truth-seconds", type=float, default=0.0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--walks", type=int, default=0)
+    ap.add_argument("--walks-out", type=Path)
     args = ap.parse_args()
     from fstmatch.models import create_model, load_model
 
@@ -108,6 +113,29 @@ def main() -> None:
         if args.out:
             np.savez(args.out, values=res.values.numpy(), stderr=res.stderr.numpy(), n_forward=res.n_forward.numpy(),
                      orderings=n, seed=12345, ids=np.array(ids), v_full=res.v_full.numpy(), v_empty=res.v_empty.numpy())
+
+
+    if args.walks:
+        dump_walks(model, images, targets, args.grid, args.walks, args.batch, args.walks_out)
+
+
+def dump_walks(model, images, targets, grid: int, n_walks: int, batch: int, out: Path) -> None:
+    from fstmatch.explain import _utils
+
+    p = grid * grid
+    gen = torch.Generator().manual_seed(777)
+    base = [torch.randperm(p, generator=gen) for _ in range(n_walks // 2)]
+    orders = torch.stack([o for b in base for o in (b, b.flip(0))])
+    t0 = time.perf_counter()
+    with _utils.prepared_model(model, optimize=True, dtype=None, device=images.device, probe=images[:1]) as (fn, dt):
+        vf = _utils.ValueFunction(fn, images, torch.zeros_like(images), targets, grid, batch_size=batch,
+                                  input_dtype=dt, channels_last=True)
+        ids = torch.arange(images.shape[0])
+        ends = vf.evaluate(ids, torch.stack([torch.zeros(p, dtype=torch.bool), torch.ones(p, dtype=torch.bool)]))
+        wv = torch.cat([vf.walks(ids, orders[c:c + 64]) for c in range(0, n_walks, 64)], dim=1)
+    print(json.dumps({"walks": n_walks, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    np.savez_compressed(out, orders=orders.short().numpy(), wv=wv.float().numpy(), v_empty=ends[:, 0].numpy(),
+                        v_full=ends[:, 1].numpy(), labels=targets.numpy())
 
 
 if __name__ == "__main__":
