@@ -69,6 +69,8 @@ def test_shapley_uses_it_and_agrees_with_the_unoptimised_path(resnet, monkeypatc
 
     monkeypatch.setattr(_core, "_incremental_walker", spy)
     monkeypatch.setattr("fstmatch.explain._incremental.MAX_WINDOW_FRACTION", 1.0)
+    monkeypatch.setattr("fstmatch.explain._incremental.MAX_STEP_COST", 1.0)
+    monkeypatch.setattr("fstmatch.explain._incremental.MIN_FORWARD_MACS", 0)
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     fast = shapley(resnet, images, [0, 1], grid=4, n_permutations=6, seed=2)
     assert used and used[0] is not None
@@ -78,7 +80,11 @@ def test_shapley_uses_it_and_agrees_with_the_unoptimised_path(resnet, monkeypatc
     torch.testing.assert_close(fast.values.sum((1, 2)), fast.v_full - fast.v_empty, atol=1e-9, rtol=0)
 
 
-def test_only_fstmatch_basic_block_resnets_on_cpu_in_float32(resnet) -> None:
+def test_only_fstmatch_basic_block_resnets_on_cpu_in_float32(resnet, monkeypatch) -> None:
+    small = torch.zeros(1, 3, 48, 48)
+    # the demo's size (width 8, 48 px, 8x8 grid): too small to gain, so the batched path
+    assert _core._incremental_walker(resnet, small, small, torch.tensor([0]), 8, None, 8) is None
+    monkeypatch.setattr("fstmatch.explain._incremental.MIN_FORWARD_MACS", 0)
     assert supports(resnet)
     assert not supports(create_model("resnet50", num_classes=2, width=8))
     other = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())

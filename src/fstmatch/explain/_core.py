@@ -226,7 +226,8 @@ def _incremental_walker(fn, x: torch.Tensor, base: torch.Tensor, targets: torch.
         return None
     walker = _incremental.ResNetWalker(fn, x, base, targets, grid,
                                        walks_per_batch=min(batch_size, _incremental.WALKS_PER_BATCH))
-    return walker if walker.n_incremental > 0 else None
+    worth_it = walker.step_cost <= _incremental.MAX_STEP_COST and walker.forward_macs >= _incremental.MIN_FORWARD_MACS
+    return walker if walker.n_incremental > 0 and worth_it else None
 
 
 def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max_stderr: float | None) -> int:

@@ -27,6 +27,11 @@ from torch import Tensor, nn
 MAX_WINDOW_FRACTION = 0.5
 #: Walks advanced together (each keeps ~10 MB of caches for ResNet-18 at 224 px).
 WALKS_PER_BATCH = 32
+#: Use the walker only where a step costs at most this fraction of a full forward's multiply-adds,
+#: and a full forward at least MIN_FORWARD_MACS: on small nets (the demo's width-8 ResNet-18 at
+#: 48 px, 1.5M multiply-adds) the gathers cost as much as the windows save (measured: no gain).
+MAX_STEP_COST = 0.75
+MIN_FORWARD_MACS = 50e6
 
 
 @dataclass(frozen=True)
@@ -87,17 +92,30 @@ class ResNetWalker:
         pooled = [(s + 2 - 3) // 2 + 1 for s in sizes]
         self.pool = [_through(win, 3, 2, 1, s) for win, s in zip(self.stem, pooled, strict=True)]
         self.block_windows: list[tuple[list[_Window], list[_Window]]] = []
-        current = self.pool
+        conv = self.model.conv1
+        per_pixel = conv.in_channels * conv.out_channels * 49
+        full = per_pixel * sizes[0] * sizes[1]  # multiply-adds of a full forward / of a step
+        window = per_pixel * self.stem[0].length * self.stem[1].length
+        current, incremental = self.pool, True
         for blk in self.blocks:
             s = blk.conv1.stride[0]
             out = [(win.size - 1) // s + 1 for win in current]
             hid = [_through(win, 3, s, 1, o) for win, o in zip(current, out, strict=True)]
             res = [_through(win, 3, 1, 1, o) for win, o in zip(hid, out, strict=True)]
-            if res[0].length * res[1].length > max_fraction * out[0] * out[1]:
-                break
-            self.block_windows.append((hid, res))
-            current = res
+            per_pixel = 9 * (blk.conv1.in_channels + blk.conv2.in_channels) * blk.conv2.out_channels
+            full += per_pixel * out[0] * out[1]
+            incremental = incremental and res[0].length * res[1].length <= max_fraction * out[0] * out[1]
+            if incremental:
+                self.block_windows.append((hid, res))
+                current = res
+                window += per_pixel * res[0].length * res[1].length
+            else:  # this block and the rest run in full: only their map sizes matter from here
+                window += per_pixel * out[0] * out[1]
+                current = [_Window(torch.zeros_like(win.start), o, o) for win, o in zip(current, out, strict=True)]
         self.n_incremental = len(self.block_windows)
+        #: estimated fraction of a full forward's convolution multiply-adds a step costs
+        self.step_cost = window / full
+        self.forward_macs = full
 
     # -- caches --------------------------------------------------------------------------------
 
