@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fstmatch.explain._utils import ShapleyInputError
+
 #: Stop recomputing windows at the first block whose output window covers more than this fraction
 #: of its map: the full layer is then as cheap, without the gather/scatter.
 MAX_WINDOW_FRACTION = 0.5
@@ -52,11 +54,20 @@ def _through(win: _Window, k: int, s: int, p: int, size_out: int) -> _Window:
 
 
 def supports(model: nn.Module) -> bool:
+    """An fstmatch ResNet of BasicBlocks whose shortcuts are identity (stride 1) or conv 1x1 + BN."""
     from fstmatch.models.resnet import BasicBlock, ResNet
 
-    return isinstance(model, ResNet) and all(
-        isinstance(b, BasicBlock) for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer
-    )
+    if not isinstance(model, ResNet):
+        return False
+    for blk in (b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer):
+        if not isinstance(blk, BasicBlock):
+            return False
+        ds = blk.downsample
+        if ds is None and blk.conv1.stride != (1, 1):
+            return False
+        if ds is not None and not (isinstance(ds, nn.Sequential) and len(ds) == 2 and isinstance(ds[0], nn.Conv2d)):
+            return False
+    return True
 
 
 class ResNetWalker:
@@ -186,10 +197,8 @@ class ResNetWalker:
             crop = self._gather(h_cache, self._span(res[0], gr, 1, 0, 2), self._span(res[1], gc, 1, 0, 2))
             y = blk.bn2(F.conv2d(crop, blk.conv2.weight, blk.conv2.bias))
             short = self._gather(x_cache, self._span(res[0], gr, s, 1, 0), self._span(res[1], gc, s, 1, 0))
-            if blk.downsample is not None:
+            if blk.downsample is not None:  # conv 1x1 (stride s), then BatchNorm (or Identity once folded)
                 short = blk.downsample[1](F.conv2d(short, blk.downsample[0].weight, blk.downsample[0].bias, stride=s))
-            elif s != 1:
-                raise AssertionError("a strided BasicBlock without downsample")
             self._scatter(o_cache, self._out(res[0], gr, 1), self._out(res[1], gc, 1), blk.relu(y + short))
         x = state[-1][:, :, 1:-1, 1:-1]
         for blk in self.blocks[self.n_incremental:]:
@@ -212,8 +221,6 @@ class ResNetWalker:
                 for t in range(p - 1):
                     v = self._step(state, ids, ords[:, t]).double()
                     if not torch.isfinite(v).all():
-                        from fstmatch.explain._utils import ShapleyInputError
-
                         raise ShapleyInputError(
                             "the model returned a non-finite target logit (NaN/inf) on a masked input; "
                             "check the model and the baseline"
