@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+from fstmatch.cli import ALLOCATOR_ENV  # the settings the CLI re-executes itself with
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -96,3 +96,29 @@ def test_only_fstmatch_basic_block_resnets_on_cpu_in_float32(resnet, monkeypatch
     assert _core._incremental_walker(other, *args, None, 8) is None
     # one cell = the whole image: the windows would cover the maps, so no walker
     assert _core._incremental_walker(resnet, x, torch.zeros_like(x), torch.tensor([0]), 1, None, 8) is None
+
+
+def test_a_non_finite_logit_on_a_walk_step_is_named(resnet, monkeypatch) -> None:
+    """NaN on a masked image met only inside an incremental walk: the same error as the batched path."""
+    from fstmatch.explain._utils import ShapleyInputError
+
+    monkeypatch.setattr("fstmatch.explain._incremental.MIN_FORWARD_MACS", 0)
+    monkeypatch.setattr("fstmatch.explain._incremental.MAX_STEP_COST", 1.0)
+    in_step = {"on": False}
+    real_head, real_step = type(resnet).forward_head, ResNetWalker._step
+
+    def head(self, f):  # NaN only while a walk step runs: v(empty), v(all) and the probes are finite
+        out = real_head(self, f)
+        return out * float("nan") if in_step["on"] else out
+
+    def step(self, *args):
+        in_step["on"] = True
+        try:
+            return real_step(self, *args)
+        finally:
+            in_step["on"] = False
+
+    monkeypatch.setattr(type(resnet), "forward_head", head)
+    monkeypatch.setattr(ResNetWalker, "_step", step)
+    with pytest.raises(ShapleyInputError, match="non-finite target logit"):
+        shapley(resnet, torch.rand(1, 3, 64, 64), [0], grid=4, n_permutations=2, batch_size=1)

@@ -344,9 +344,7 @@ class _StratumSums:
         values = torch.zeros(cnt.shape[:2], dtype=torch.float64)
         var = torch.zeros_like(values)
         chosen = torch.zeros(cnt.shape[:2], dtype=torch.bool)
-        levels = 1
-        while levels < self.FINE:
-            levels *= 2
+        levels = self.FINE  # a power of two: halve until one stratum
         while levels >= 1:
             size = self.FINE // levels
             c, m1, m2 = (t.view(*t.shape[:2], levels, size).sum(3) for t in (cnt, s1, s2))
