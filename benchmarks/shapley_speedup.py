@@ -51,7 +51,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     sys.path.insert(0, str(HERE))
     from fstmatch.explain import shapley
-    from shapley_bench import build_model, load_faces
+    from shapley_inputs import build_model, load_faces
 
     model = build_model(checkpoint=args.checkpoint)
     images, labels, ids = load_faces(args.data, 1, 224, args.image)

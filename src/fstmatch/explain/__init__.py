@@ -8,7 +8,8 @@ Estimators: ``permutation`` (antithetic permutation walk, default), ``reference`
 per-cell sampler) and ``exact`` (full enumeration, grid*grid <= 12). See docs/explain.md.
 """
 
-from fstmatch.explain._core import DEFAULT_PERMUTATIONS, METHODS, ShapleyResult, shapley
+from fstmatch.explain._core import DEFAULT_PERMUTATIONS, METHODS, shapley
+from fstmatch.explain._result import ShapleyResult
 from fstmatch.explain._utils import ShapleyInputError, make_baseline
 
 __all__ = ["DEFAULT_PERMUTATIONS", "METHODS", "ShapleyInputError", "ShapleyResult", "make_baseline", "shapley"]

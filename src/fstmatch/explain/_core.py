@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from fstmatch.explain import _utils
+from fstmatch.explain import _dist, _utils
+from fstmatch.explain._result import ShapleyResult
 from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
 
 METHODS = ("permutation", "reference", "exact")
@@ -40,50 +40,6 @@ ROUND = 16
 ROUND_NUMBERS = 1 << 22
 #: Largest number of players ``exact`` enumerates (2**12 = 4096 coalitions).
 MAX_EXACT_PLAYERS = 12
-
-
-@dataclass
-class ShapleyResult:
-    """Shapley maps of N images over a G x G grid.
-
-    Attributes:
-        values: (N, G, G) float64, raw (target-logit units). For ``permutation`` and ``exact`` the
-            cells of an image sum to ``v_full - v_empty`` (efficiency) up to float error.
-        stderr: (N, G, G) float64 standard error of each value (0 for ``exact``; NaN when there is
-            a single sample: one antithetic pair, one ordering, m = 1).
-        n_forward: (N,) int64 forward passes (masked images) spent on each image.
-        n_permutations: (N,) int64 orderings used per image (per cell for ``reference``; 0 for exact).
-        targets: (N,) int64 the explained class of each image.
-        v_full, v_empty: (N,) float64 target logit of the whole image and of the baseline
-            (``None`` for ``reference``, which does not evaluate them).
-        method, grid, seed, dtype: how the maps were made.
-    """
-
-    values: torch.Tensor
-    stderr: torch.Tensor
-    n_forward: torch.Tensor
-    n_permutations: torch.Tensor
-    targets: torch.Tensor
-    v_full: torch.Tensor | None
-    v_empty: torch.Tensor | None
-    method: str
-    grid: int
-    seed: int
-    dtype: str = "float32"
-    extra: dict = field(default_factory=dict)
-
-    def normalized(self, eps: float = 1e-12) -> torch.Tensor:
-        """Maps divided by their L2 norm over the G*G cells (SPEC §3): (N, G, G); all-zero maps stay 0."""
-        norm = self.values.flatten(1).norm(dim=1).clamp_min(eps)
-        return self.values / norm.view(-1, 1, 1)
-
-    @property
-    def total_forward(self) -> int:
-        """Forward passes spent on all images together."""
-        return int(self.n_forward.sum())
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
 
 
 def shapley(
@@ -166,8 +122,6 @@ def shapley(
         if not max_stderr > 0:
             raise ShapleyInputError(f"max_stderr must be > 0, got {max_stderr!r}")
 
-    from fstmatch.explain import _dist
-
     if distributed is None:
         distributed = _dist.world_size() > 1
     run = dict(grid=grid, cell=cell, method=method, n_perm=n_perm, antithetic=antithetic,
@@ -191,12 +145,13 @@ def _run_local(
     bar = _progress_bar(total, progress)
     try:
         with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1]) as (fn, in_dtype):
+            walker = (_incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
+                      if method == "permutation" and optimize else None)
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
+                walker=walker,
             )
-            if method == "permutation" and optimize:
-                vf.walker = _incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
             if method == "exact":
                 est = _exact(vf, n, n_players)
             elif method == "reference":

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from fstmatch.explain._result import ShapleyResult
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -27,8 +29,6 @@ def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Tensor, run: dict):
-    from fstmatch.explain._core import ShapleyResult
-
     world, rank = dist.get_world_size(), dist.get_rank()
     n, p = images.shape[0], run["grid"] ** 2
     per = math.ceil(n / world)

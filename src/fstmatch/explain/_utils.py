@@ -275,6 +275,8 @@ class ValueFunction:
     """``v(S)`` for many (image, coalition) pairs at once, ``batch_size`` masked inputs per forward.
 
     Holds the images, baselines and targets on the model's device; counts forwards per image.
+    ``walker`` (optional, e.g. ``_incremental.ResNetWalker``) evaluates whole permutation walks
+    incrementally; without it ``walks`` runs full forwards of every prefix.
     Peak memory: a few (batch_size, C, H, W) tensors plus the model's activations for that batch.
     """
 
@@ -290,6 +292,7 @@ class ValueFunction:
         input_dtype: torch.dtype | None,
         channels_last: bool,
         progress: Callable[[int], None] | None = None,
+        walker=None,
     ) -> None:
         self.fn = fn
         self.images = images
@@ -304,8 +307,8 @@ class ValueFunction:
         self.cell = (h // grid, w // grid)
         self.n_forward = torch.zeros(n, dtype=torch.long)
         self._checked = False
-        #: optional incremental evaluator of walks (``_incremental.ResNetWalker``), set by the caller
-        self.walker = None
+        #: optional incremental evaluator of walks (``_incremental.ResNetWalker``); None: full forwards
+        self.walker = walker
 
     def evaluate(self, image_ids: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         """``v`` for every (image, coalition) pair: image_ids (A,) long, coalitions (K, G*G) bool ->
