@@ -27,13 +27,17 @@ import torch
 from torch import nn
 
 from fstmatch.explain import _dist, _utils
+from fstmatch.explain._regression import REGRESSION_METHODS, regression
 from fstmatch.explain._result import ShapleyResult
 from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
 
-METHODS = ("permutation", "reference", "exact")
+METHODS = ("permutation", *REGRESSION_METHODS, "reference", "exact")
+#: Methods that stop on ``max_stderr``.
+ADAPTIVE_METHODS = ("permutation", *REGRESSION_METHODS)
 #: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
-#: why) and orderings per cell for ``reference`` (the paper's m).
-DEFAULT_PERMUTATIONS = {"permutation": 64, "reference": 100}
+#: why; the regression methods spend as many forwards) and orderings per cell for ``reference``
+#: (the paper's m).
+DEFAULT_PERMUTATIONS = {"permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
 #: Orderings added per round when stopping on ``max_stderr``.
 ROUND = 16
 #: Fixed budgets run in rounds of at most this many (image, ordering, cell) float64 numbers.
@@ -117,8 +121,8 @@ def shapley(
         if method == "permutation" and antithetic and n_perm % 2:
             n_perm += 1
     if max_stderr is not None:
-        if method != "permutation":
-            raise ShapleyInputError("max_stderr applies to method='permutation' only")
+        if method not in ADAPTIVE_METHODS:
+            raise ShapleyInputError(f"max_stderr applies to the methods {ADAPTIVE_METHODS} only, not {method!r}")
         if not max_stderr > 0:
             raise ShapleyInputError(f"max_stderr must be > 0, got {max_stderr!r}")
 
@@ -156,6 +160,8 @@ def _run_local(
                 est = _exact(vf, n, n_players)
             elif method == "reference":
                 est = _reference(vf, n, n_players, n_perm, seed)
+            elif method in REGRESSION_METHODS:
+                est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND)
             else:
                 est = _permutation(vf, n, n_players, n_perm, antithetic, seed, max_stderr)
     finally:
@@ -190,6 +196,8 @@ def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max
         return n * 2**p
     if method == "reference":
         return n * 2 * p * m
+    if method in REGRESSION_METHODS:
+        return n * (2 + 2 * max(2, (m * (p - 1) + 1) // 2))
     return n * (2 + m * (p - 1))
 
 
