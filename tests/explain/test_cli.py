@@ -106,3 +106,11 @@ def test_grid_must_divide_the_canvas(tmp_path: Path, manifest: Path, capsys) -> 
     ckpt = _save(tmp_path, "det")
     assert main(_args(ckpt, manifest, tmp_path / "maps", "--grid", "5")) == 2
     assert "does not divide" in capsys.readouterr().err
+
+
+def test_cli_method_choices_match_the_engine() -> None:
+    from fstmatch.cli import explain as cli_explain
+    from fstmatch.explain import _core
+
+    assert cli_explain.METHODS == _core.METHODS
+    assert cli_explain.DEFAULT_METHOD == _core.DEFAULT_METHOD

@@ -36,10 +36,10 @@ def test_bad_targets(targets, match) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"method": "kernel"}, "method must be one of"), ({"baseline": "grey"}, "baseline must be"),
+    [({"method": "kernelshap"}, "method must be one of"), ({"baseline": "grey"}, "baseline must be"),
      ({"baseline": torch.zeros(2, 5)}, "does not broadcast"), ({"batch_size": 0}, "batch_size"),
      ({"n_permutations": 0}, "n_permutations"), ({"max_stderr": -1.0}, "max_stderr must be > 0"),
-     ({"method": "reference", "max_stderr": 0.1}, "method=.permutation. only")],
+     ({"method": "reference", "max_stderr": 0.1}, "max_stderr applies to the methods")],
 )
 def test_bad_arguments(kwargs, match) -> None:
     with pytest.raises(ShapleyInputError, match=match):

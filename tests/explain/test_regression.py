@@ -104,3 +104,53 @@ def test_max_stderr_stops_each_image(game3, method) -> None:
     assert (res.stderr.flatten(1).amax(1) < target).all()
     capped = shapley(game3, images, [0, 0], grid=3, method=method, n_permutations=32, max_stderr=1e-9)
     assert capped.n_forward.tolist() == [2 + 32 * 8] * 2
+
+
+def test_auto_converges_obeys_efficiency_and_reports_its_choice(game3, ones12) -> None:
+    exact = shapley(game3, ones12, [0, 1], grid=3, method="exact")
+    res = shapley(game3, ones12, [0, 1], grid=3, method="auto", n_permutations=400, seed=3)
+    z = ((res.values - exact.values) / res.stderr).flatten()
+    assert z.abs().max() < 4.5 and 0.2 < (z**2).mean() < 3.0, z
+    torch.testing.assert_close(res.values.sum((1, 2)), res.v_full - res.v_empty, atol=1e-9, rtol=0)
+    assert res.n_forward.tolist() == [2 + 400 * 8] * 2
+    assert res.extra["auto_walk"].dtype == torch.bool and res.extra["auto_walk"].shape == (2,)
+
+
+def test_auto_is_exact_where_both_estimators_are(ones12) -> None:
+    """Additive and pairwise games: the paired regression and the antithetic walk are both exact."""
+    for kw in ({"pairs": False, "products": False, "maxes": False}, {"linear": False, "products": False, "maxes": False}):
+        game = CellGame(3, n_classes=2, seed=2, **kw)
+        res = shapley(game, ones12, [0, 1], grid=3, method="auto", n_permutations=64)
+        exact = shapley(game, ones12, [0, 1], grid=3, method="exact")
+        torch.testing.assert_close(res.values, exact.values, atol=1e-5, rtol=0)
+        assert res.stderr.max() < 1e-5
+
+
+def test_auto_follows_the_smaller_variance_per_forward(monkeypatch, game3, ones12) -> None:
+    """The choice is the estimator with the smaller predicted variance per forward."""
+    from fstmatch.explain import _regression
+
+    monkeypatch.setattr(_regression.RegressionRun, "variance_per_pair", lambda self, images: torch.full((2,), 1e9))
+    assert shapley(game3, ones12, [0, 1], grid=3, method="auto", n_permutations=64).extra["auto_walk"].all()
+    monkeypatch.setattr(_regression.RegressionRun, "variance_per_pair", lambda self, images: torch.zeros(2))
+    res = shapley(game3, ones12, [0, 1], grid=3, method="auto", n_permutations=64, seed=5)
+    assert not res.extra["auto_walk"].any()
+    assert res.n_forward.tolist() == [2 + 64 * 8] * 2
+
+
+def test_auto_stderr_is_calibrated_over_replicates(game3, ones12) -> None:
+    exact = shapley(game3, ones12, [0, 1], grid=3, method="exact")
+    err, pred = 0.0, 0.0
+    for seed in range(40):
+        r = shapley(game3, ones12, [0, 1], grid=3, method="auto", n_permutations=64, seed=seed)
+        err += float(((r.values - exact.values) ** 2).sum())
+        pred += float((r.stderr**2).sum())
+    assert 0.7 < pred / err < 1.45, pred / err
+
+
+def test_auto_max_stderr(game3) -> None:
+    images = torch.ones(2, 3, 12, 12)
+    images[1, :, :4] = 0.0
+    res = shapley(game3, images, [0, 0], grid=3, method="auto", n_permutations=4000, max_stderr=0.05, seed=4)
+    assert (res.n_permutations < 4000).all()
+    assert (res.stderr.flatten(1).amax(1) < 0.05).all()

@@ -25,6 +25,10 @@ examples:
       --grid 16 --permutations 64 --out maps/src
 """
 
+#: fstmatch.explain.METHODS and its default, spelled out so that `fstmatch --help` does not import torch
+#: (tests/explain/test_cli.py checks they match)
+METHODS = ("permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+DEFAULT_METHOD = "permutation"
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
@@ -44,12 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
     p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
     p.add_argument("--permutations", type=positive_int, metavar="P",
-                   help="orderings per image (permutation; default 64) or per cell (reference; default 100)")
-    p.add_argument("--method", choices=("permutation", "reference", "exact"), default="permutation",
-                   help="estimator (default: %(default)s)")
+                   help="budget: orderings per image (default 64; kernel/leverage/unbiased spend as many "
+                        "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="estimator (default: %(default)s; docs/explain.md compares them)")
     p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk")
     p.add_argument("--max-stderr", type=float, metavar="SE",
-                   help="permutation: stop once every cell's standard error is below SE (--permutations caps)")
+                   help="sampling methods: stop once every cell's standard error is below SE (--permutations caps)")
     p.add_argument("--baseline", choices=("zero", "mean", "blur"), default="zero",
                    help="what replaces absent cells (default: %(default)s = black pixels)")
     p.add_argument("--target-kind", choices=("auto", "det", "source", "target"), default="auto",

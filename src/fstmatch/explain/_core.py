@@ -27,17 +27,23 @@ import torch
 from torch import nn
 
 from fstmatch.explain import _dist, _utils
-from fstmatch.explain._regression import REGRESSION_METHODS, regression
+from fstmatch.explain._regression import REGRESSION_METHODS, RegressionRun, pairs_for, regression
 from fstmatch.explain._result import ShapleyResult
 from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
 
-METHODS = ("permutation", *REGRESSION_METHODS, "reference", "exact")
+METHODS = ("auto", "permutation", *REGRESSION_METHODS, "reference", "exact")
+#: The method ``shapley()`` and ``fstmatch explain`` use by default.
+DEFAULT_METHOD = "permutation"
 #: Methods that stop on ``max_stderr``.
-ADAPTIVE_METHODS = ("permutation", *REGRESSION_METHODS)
+ADAPTIVE_METHODS = ("auto", "permutation", *REGRESSION_METHODS)
+#: ``auto``: share of the budget each of its two pilots spends (at least 4 orderings' worth each)
+PILOT_SHARE = 1 / 16
+#: ``auto``: Leverage SHAP's coalitions are drawn with ``seed + AUTO_SEED_OFFSET`` (independent of the walk)
+AUTO_SEED_OFFSET = 7919
 #: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
 #: why; the regression methods spend as many forwards) and orderings per cell for ``reference``
 #: (the paper's m).
-DEFAULT_PERMUTATIONS = {"permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
+DEFAULT_PERMUTATIONS = {"auto": 64, "permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
 #: Orderings added per round when stopping on ``max_stderr``.
 ROUND = 16
 #: Fixed budgets run in rounds of at most this many (image, ordering, cell) float64 numbers.
@@ -52,7 +58,7 @@ def shapley(
     targets: torch.Tensor | Sequence[int] | int,
     grid: int = 16,
     n_permutations: int | None = None,
-    method: str = "permutation",
+    method: str = DEFAULT_METHOD,
     antithetic: bool = True,
     baseline: str | float | torch.Tensor = "zero",
     batch_size: int = 256,
@@ -118,7 +124,7 @@ def shapley(
         n_perm = DEFAULT_PERMUTATIONS[method] if n_permutations is None else n_permutations
         if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
             raise ShapleyInputError(f"n_permutations must be a positive integer, got {n_permutations!r}")
-        if method == "permutation" and antithetic and n_perm % 2:
+        if method in ("permutation", "auto") and (antithetic or method == "auto") and n_perm % 2:
             n_perm += 1
     if max_stderr is not None:
         if method not in ADAPTIVE_METHODS:
@@ -150,7 +156,7 @@ def _run_local(
     try:
         with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1]) as (fn, in_dtype):
             walker = (_incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
-                      if method == "permutation" and optimize else None)
+                      if method in ("permutation", "auto") and optimize else None)
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
@@ -160,6 +166,8 @@ def _run_local(
                 est = _exact(vf, n, n_players)
             elif method == "reference":
                 est = _reference(vf, n, n_players, n_perm, seed)
+            elif method == "auto":
+                est = _auto(vf, n, n_players, n_perm, seed, max_stderr)
             elif method in REGRESSION_METHODS:
                 est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND)
             else:
@@ -167,11 +175,12 @@ def _run_local(
     finally:
         if bar is not None:
             bar.close()
-    values, stderr, n_used, v_full, v_empty = est
+    values, stderr, n_used, v_full, v_empty = est[:5]
     return ShapleyResult(
         values=values.view(n, grid, grid), stderr=stderr.view(n, grid, grid), n_forward=vf.n_forward,
         n_permutations=n_used, targets=targets.clone(), v_full=v_full, v_empty=v_empty, method=method,
         grid=grid, seed=seed, dtype=str(dtype or images.dtype).replace("torch.", ""),
+        extra=est[5] if len(est) > 5 else {},
     )
 
 
@@ -197,7 +206,7 @@ def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max
     if method == "reference":
         return n * 2 * p * m
     if method in REGRESSION_METHODS:
-        return n * (2 + 2 * max(2, (m * (p - 1) + 1) // 2))
+        return n * (2 + 2 * pairs_for(m, p))
     return n * (2 + m * (p - 1))
 
 
@@ -226,39 +235,125 @@ def _draw_orderings(gen: torch.Generator, count: int, n_players: int, antithetic
     return torch.stack([torch.randperm(n_players, generator=gen) for _ in range(count)])
 
 
+class _Walk:
+    """The permutation walk as a resumable state: ``run`` adds orderings for some images (the same
+    orderings for all of them, drawn from one generator), ``estimate`` gives the post-stratified
+    values (efficiency restored) and standard errors at any point."""
+
+    def __init__(self, vf: ValueFunction, n: int, n_players: int, antithetic: bool, seed: int,
+                 v_empty: torch.Tensor, v_full: torch.Tensor) -> None:
+        self.vf, self.n_players, self.antithetic = vf, n_players, antithetic
+        self.group = 2 if antithetic else 1  # orderings per independent sample
+        self.sums = _StratumSums(n, n_players, antithetic)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.v_empty, self.v_full = v_empty, v_full
+        # orderings per round of a fixed budget: as many as keep the per-round bookkeeping
+        # (images x orderings x cells float64) under ~2**22 numbers
+        self.per_round = max(1, ROUND_NUMBERS // (n * n_players)) * self.group
+
+    def run(self, active: torch.Tensor, count: int) -> None:
+        """Add ``count`` orderings (even when antithetic) for the images ``active``."""
+        p = self.n_players
+        while count > 0 and active.numel():
+            c = min(self.per_round, count)
+            count -= c
+            orders = _draw_orderings(self.gen, c, p, self.antithetic)  # (c, P)
+            pos = orders.argsort(dim=1)  # (c, P) position of each cell in each ordering
+            v = self.vf.walks(active, orders)  # (a, c, P-1): v after the first t+1 cells, t = 0..P-2
+            a = active.numel()
+            walk = torch.cat([self.v_empty[active].view(a, 1, 1).expand(a, c, 1), v,
+                              self.v_full[active].view(a, 1, 1).expand(a, c, 1)], dim=2)
+            marg = walk.diff(dim=2).gather(2, pos.unsqueeze(0).expand(a, -1, -1))  # (a, c, P) by cell
+            samples = marg.view(a, c // self.group, self.group, p).mean(dim=2)
+            self.sums.add(active, samples, pos[::self.group])
+
+    def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, stderr = self.sums.estimate(images)
+        return _restore_efficiency(values, stderr, self.v_full[images] - self.v_empty[images]), stderr
+
+    def used(self) -> torch.Tensor:
+        """(N,) orderings spent per image."""
+        return self.sums.k * self.group
+
+
+def _ends(vf: ValueFunction, n: int, n_players: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v_empty, v_full), each (N,): evaluated once per image, shared by every estimate."""
+    ends = vf.evaluate(torch.arange(n), torch.stack([torch.zeros(n_players, dtype=torch.bool),
+                                                     torch.ones(n_players, dtype=torch.bool)]))
+    return ends[:, 0], ends[:, 1]
+
+
 def _permutation(
     vf: ValueFunction, n: int, n_players: int, n_perm: int, antithetic: bool, seed: int, max_stderr: float | None
 ) -> Estimate:
-    ends = vf.evaluate(torch.arange(n), torch.stack([torch.zeros(n_players, dtype=torch.bool),
-                                                     torch.ones(n_players, dtype=torch.bool)]))
-    v_empty, v_full = ends[:, 0], ends[:, 1]
-    group = 2 if antithetic else 1  # orderings per independent sample
-    sums = _StratumSums(n, n_players, antithetic)
-    active = torch.arange(n)
-    gen = torch.Generator().manual_seed(seed)
-    drawn = 0
-    # orderings per round: ROUND when stopping on max_stderr, else as many as keep the per-round
-    # bookkeeping (images x orderings x cells float64) under ~2**22 numbers
-    per_round = ROUND if max_stderr is not None else max(1, ROUND_NUMBERS // (n * n_players)) * group
-    while drawn < n_perm and active.numel():
-        count = min(per_round, n_perm - drawn)
-        orders = _draw_orderings(gen, count, n_players, antithetic)  # (c, P)
-        drawn += count
-        pos = orders.argsort(dim=1)  # (c, P) position of each cell in each ordering
-        v = vf.walks(active, orders)  # (a, c, P-1): v after the first t+1 cells, t = 0..P-2
-        a = active.numel()
-        walk = torch.cat([v_empty[active].view(a, 1, 1).expand(a, count, 1), v,
-                          v_full[active].view(a, 1, 1).expand(a, count, 1)], dim=2)
-        marg = walk.diff(dim=2).gather(2, pos.unsqueeze(0).expand(a, -1, -1))  # (a, c, P) by cell
-        samples = marg.view(a, count // group, group, n_players).mean(dim=2)
-        sums.add(active, samples, pos[::group])
-        if max_stderr is not None:
-            _, se = sums.estimate(active)
-            done = (se.amax(dim=1) < max_stderr) & (sums.k[active] >= 2)
+    v_empty, v_full = _ends(vf, n, n_players)
+    walk = _Walk(vf, n, n_players, antithetic, seed, v_empty, v_full)
+    if max_stderr is None:
+        walk.run(torch.arange(n), n_perm)
+    else:
+        active, drawn = torch.arange(n), 0
+        while drawn < n_perm and active.numel():
+            count = min(ROUND, n_perm - drawn)
+            walk.run(active, count)
+            drawn += count
+            _, se = walk.sums.estimate(active)
+            done = (se.amax(dim=1) < max_stderr) & (walk.sums.k[active] >= 2)
             active = active[~done]
-    values, stderr = sums.estimate(torch.arange(n))
-    values = _restore_efficiency(values, stderr, v_full - v_empty)
-    return values, stderr, sums.k * group, v_full, v_empty
+    values, stderr = walk.estimate(torch.arange(n))
+    return values, stderr, walk.used(), v_full, v_empty
+
+
+def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max_stderr: float | None):
+    """Choose per image between the walk and Leverage SHAP from a pilot of both, then combine.
+
+    Pilot: ``PILOT_SHARE`` of the budget (at least 4 orderings' worth) for each of the antithetic
+    walk and ``leverage``, on independent samples. Each image then spends the rest of its budget on
+    the estimator with the smaller variance per forward (the walk's from its pilot's stderr, the
+    regression's large-sample variance predicted from its pilot: ``RegressionRun.variance_per_pair``),
+    and returns that estimator's estimate and stderr (its pilot included). The other pilot is not
+    mixed in: with a pilot's few samples its stderr is too noisy to weight it by (measured: an
+    inverse-variance mix was worse than either estimator on a toy game). Returns the estimate and
+    ``extra``: ``auto_walk`` (N,) bool, the choice per image.
+    """
+    v_empty, v_full = _ends(vf, n, n_players)
+    everyone = torch.arange(n)
+    walk = _Walk(vf, n, n_players, True, seed, v_empty, v_full)
+    reg = RegressionRun(vf, n, n_players, "leverage", seed + AUTO_SEED_OFFSET, v_empty, v_full)
+    pilot = min(max(4, 2 * round(n_perm * PILOT_SHARE / 2)), max(2, n_perm // 4 * 2))
+    walk.run(everyone, pilot)
+    reg.keep_samples()
+    reg.run(everyone, pairs_for(pilot, n_players))
+    _, se_w = walk.estimate(everyone)
+    # compare the two per forward: the walk's pilot variance (unbiased at any size) against the
+    # regression's predicted large-sample variance (its small-sample jackknife overstates it)
+    walk_const = torch.nan_to_num((se_w**2).sum(1), nan=math.inf) * pilot * (n_players - 1)
+    reg_const = reg.variance_per_pair(everyone) * 2
+    reg.kept = None
+    use_walk = walk_const <= reg_const
+    reg.freeze(everyone[use_walk])
+
+    def chosen(images):
+        vw, sw = walk.estimate(images)
+        vl, sl = reg.estimate(images)
+        pick = use_walk[images].view(-1, 1)
+        return torch.where(pick, vw, vl), torch.where(pick, sw, sl)
+
+    rest = n_perm - 2 * pilot
+    step = rest if max_stderr is None else ROUND
+    active = everyone
+    while rest > 0 and active.numel():
+        count = min(step, rest)
+        rest -= count
+        walk.run(active[use_walk[active]], count)
+        reg.run(active[~use_walk[active]], pairs_for(count, n_players))
+        if max_stderr is not None:
+            _, se = chosen(active)
+            done = se.amax(dim=1) < max_stderr
+            reg.freeze(active[done & ~use_walk[active]])
+            active = active[~done]
+    values, stderr = chosen(everyone)
+    used = (vf.n_forward - 2 + (n_players - 2)) // (n_players - 1)
+    return values, stderr, used, v_full, v_empty, {"auto_walk": use_walk}
 
 
 class _StratumSums:

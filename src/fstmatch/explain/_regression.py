@@ -119,9 +119,11 @@ class _RegressionSums:
         self.drawn = 0  # pairs added so far (for the group of the next pair)
 
     def add(self, images: torch.Tensor, z: torch.Tensor, w: torch.Tensor, y_in: torch.Tensor,
-            y_out: torch.Tensor, shared: bool) -> None:
+            y_out: torch.Tensor, shared: bool, group: torch.Tensor | None = None) -> None:
         """One batch of pairs: z (k, n) bool, w (k,), y_in / y_out (A, k) = y(S), y(complement).
-        ``shared``: the batch's pairs also enter the matrix sums (once per batch, for all images)."""
+        ``shared``: the batch's pairs also enter the matrix sums (once per batch, for all images).
+        ``group`` (k,): the jackknife group of each pair (default: interleaved by draw order); pairs
+        that are not independent of each other must share a group."""
         zf = z.double()
         k = z.shape[0]
         if self.method == "unbiased":
@@ -130,7 +132,8 @@ class _RegressionSums:
             self.s1[images] += terms.sum(1)
             self.s2[images] += (terms**2).sum(1)
         else:
-            group = (self.drawn + torch.arange(k)) % GROUPS
+            if group is None:
+                group = (self.drawn + torch.arange(k)) % GROUPS
             onehot = torch.nn.functional.one_hot(group, GROUPS).double()  # (k, G)
             zc = 1.0 - zf
             # pair-averaged b-terms: w (z y(S) + (1 - z) y(S^c)) / 2, summed per group
@@ -183,6 +186,82 @@ def _solve(A: torch.Tensor, b: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
     return ainv_b - lam.view(-1, 1) * ainv_1.view(1, -1)
 
 
+def pairs_for(n_perm: int, n: int) -> int:
+    """Complementary pairs that cost as many forwards as ``n_perm`` orderings of the walk."""
+    return max(2, (n_perm * (n - 1) + 1) // 2)
+
+
+class RegressionRun:
+    """One regression estimator as a resumable state for N images: ``run`` adds pairs for some of
+    them (the same pairs for all, from one generator), ``estimate`` solves at any point. An image
+    that stops while others go on is ``freeze``-d (its estimate is kept: the matrix sums, shared by
+    all images, keep growing)."""
+
+    def __init__(self, vf: ValueFunction, n_images: int, n: int, method: str, seed: int,
+                 v_empty: torch.Tensor, v_full: torch.Tensor) -> None:
+        self.vf, self.n = vf, n
+        self.sampler = PairSampler(method, n, seed)
+        self.sums = _RegressionSums(method, n_images, n)
+        self.v_empty, self.gap = v_empty, v_full - v_empty
+        self.frozen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.per_round = max(2, (1 << 14) // n)
+        self.kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    def keep_samples(self) -> None:
+        """Keep the pairs added from now on (for :meth:`variance_per_pair`; a pilot's worth)."""
+        self.kept = []
+
+    def run(self, active: torch.Tensor, pairs: int) -> None:
+        while pairs > 0 and active.numel():
+            k = min(self.per_round, pairs)
+            pairs -= k
+            z, _, w = self.sampler.next(k)
+            v = self.vf.evaluate(active, torch.cat([z, ~z])) - self.v_empty[active].view(-1, 1)  # (a, 2k)
+            self.sums.add(active, z, w, v[:, :k], v[:, k:], shared=True)
+            self.sums.advance(k)
+            if self.kept is not None:
+                self.kept.append((z, w, v[:, :k], v[:, k:]))
+
+    def variance_per_pair(self, images: torch.Tensor) -> torch.Tensor:
+        """(A,) predicted ``sum_i Var(phi_i)`` of this estimator per pair, ``K * E||phi_K - phi||^2``
+        for large K, from the kept pairs (all images in ``images`` must have had them).
+
+        Small samples overstate a regression's variance (A is poorly estimated with few pairs more
+        than players), so a pilot's jackknife is no guide to what the full budget will give. This
+        uses the large-sample (sandwich) form with the exact ``E_mu[z z'] = a I + c 11'``:
+        ``phi_K - phi ≈ (1/a) C (1/K) sum_k w_k (z_k r_k + z'_k r'_k) / 2`` (C centres over players,
+        r the residuals ``y - z'phi``, primes for the complement), with the in-sample residuals of the
+        current estimate inflated by ``K / (K - n)`` for the n fitted values (HC1).
+        """
+        z, w, y_in, y_out = (torch.cat(t, dim=-1 if i >= 2 else 0) for i, t in enumerate(zip(*self.kept)))
+        phi, _ = self.sums.estimate(images, self.gap[images])  # (A, n)
+        zf = z.double()
+        r_in = y_in - phi @ zf.T  # (A, K)
+        r_out = y_out - phi @ (1 - zf).T
+        u = w.view(1, -1, 1) * (zf.unsqueeze(0) * r_in.unsqueeze(2) + (1 - zf).unsqueeze(0) * r_out.unsqueeze(2)) / 2
+        u = u - u.mean(dim=2, keepdim=True)  # C: centre over players
+        a, _ = unbiased_constants(self.n)
+        k = z.shape[0]
+        return (u**2).sum(2).mean(1) / a**2 * k / max(k - self.n, 1)
+
+    def freeze(self, images: torch.Tensor) -> None:
+        if images.numel():
+            values, stderr = self.sums.estimate(images, self.gap[images])
+            for j, i in enumerate(images.tolist()):
+                self.frozen[i] = (values[j], stderr[j])
+
+    def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, stderr = self.sums.estimate(images, self.gap[images])
+        for j, i in enumerate(images.tolist()):
+            if i in self.frozen:
+                values[j], stderr[j] = self.frozen[i]
+        return values, stderr
+
+    def used(self) -> torch.Tensor:
+        """(N,) orderings' worth of forwards spent per image (rounded)."""
+        return (2 * self.sums.k + (self.n - 2)) // (self.n - 1)
+
+
 def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: int, seed: int,
                max_stderr: float | None, round_orderings: int):
     """The ``kernel`` / ``leverage`` / ``unbiased`` estimate: (values, stderr, n_used, v_full, v_empty),
@@ -190,32 +269,20 @@ def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: in
     ends = vf.evaluate(torch.arange(n_images), torch.stack([torch.zeros(n, dtype=torch.bool),
                                                             torch.ones(n, dtype=torch.bool)]))
     v_empty, v_full = ends[:, 0], ends[:, 1]
-    gap = v_full - v_empty
-    sampler = PairSampler(method, n, seed)
-    sums = _RegressionSums(method, n_images, n)
-    budget = max(2, (n_perm * (n - 1) + 1) // 2)  # pairs: n_perm orderings' worth of forwards
-    per_round = max(2, round_orderings * (n - 1) // 2) if max_stderr is not None else max(2, (1 << 14) // n)
-    values = torch.zeros(n_images, n, dtype=torch.float64)
-    stderr = torch.full((n_images, n), math.nan, dtype=torch.float64)
-    active = torch.arange(n_images)
-    drawn = 0
-    while drawn < budget and active.numel():
-        k = min(per_round, budget - drawn)
-        z, _, w = sampler.next(k)
-        v = vf.evaluate(active, torch.cat([z, ~z]))  # (a, 2k)
-        sums.add(active, z, w, v[:, :k] - v_empty[active].view(-1, 1), v[:, k:] - v_empty[active].view(-1, 1),
-                 shared=True)
-        sums.advance(k)
-        drawn += k
-        if max_stderr is not None:
-            val, se = sums.estimate(active, gap[active])
-            done = (se.amax(dim=1) < max_stderr) & (sums.k[active] >= 2)
-            if drawn >= budget:
-                done[:] = True
-            # a stopped image's estimate is taken now: the shared matrix sums go on growing for the others
-            values[active[done]], stderr[active[done]] = val[done], se[done]
-            active = active[~done]
+    run = RegressionRun(vf, n_images, n, method, seed, v_empty, v_full)
+    budget = pairs_for(n_perm, n)
     if max_stderr is None:
-        values, stderr = sums.estimate(torch.arange(n_images), gap)
-    n_used = (2 * sums.k + (n - 2)) // (n - 1)
-    return values, stderr, n_used, v_full, v_empty
+        run.run(torch.arange(n_images), budget)
+    else:
+        per_round = max(2, round_orderings * (n - 1) // 2)
+        active, drawn = torch.arange(n_images), 0
+        while drawn < budget and active.numel():
+            k = min(per_round, budget - drawn)
+            run.run(active, k)
+            drawn += k
+            _, se = run.estimate(active)
+            done = (se.amax(dim=1) < max_stderr) & (run.sums.k[active] >= 2)
+            run.freeze(active[done])
+            active = active[~done]
+    values, stderr = run.estimate(torch.arange(n_images))
+    return values, stderr, run.used(), v_full, v_empty
