@@ -43,11 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapley_inputs import build_model, load_faces  # noqa: E402
+from fstmatch.explain import METHODS, _utils, shapley
 
-from fstmatch.explain import METHODS, shapley  # noqa: E402
-from fstmatch.explain import _utils  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shapley_inputs import build_model, load_faces
 
 OURS = [m for m in METHODS if m not in ("reference", "exact")]
 PEERS = ("PermutationSamplingSV", "KernelSHAP", "UnbiasedKernelSHAP", "SVARM", "kADDSHAP", "captum")
