@@ -79,19 +79,24 @@ def shapley(
         images: (N, C, H, W) float; H and W must be multiples of ``grid``.
         targets: (N,) class indices (or one int for all images); the value is ``logits[:, target]``.
         grid: cells per side (G); G*G players.
-        n_permutations: orderings per image (``permutation``, default 64, rounded up to even when
-            antithetic; the cap when ``max_stderr`` is set) or orderings per cell (``reference``,
-            the paper's m, default 100). Ignored by ``exact``.
-        method: ``"permutation"``, ``"reference"`` or ``"exact"`` (G*G <= 12).
-        antithetic: pair each ordering with its reverse (``permutation`` only).
+        n_permutations: the budget: orderings per image (``permutation`` and ``auto``, default 64,
+            rounded up to even; ``kernel``, ``leverage``, ``unbiased`` spend as many forwards,
+            ``P * (G*G - 1)`` plus the two ends; the cap when ``max_stderr`` is set) or orderings per
+            cell (``reference``, the paper's m, default 100). Ignored by ``exact``.
+        method: ``"auto"`` (per image, the walk or Leverage SHAP, chosen from a pilot of both),
+            ``"permutation"`` (post-stratified antithetic walk), ``"kernel"`` (paired KernelSHAP),
+            ``"leverage"`` (Leverage SHAP), ``"unbiased"`` (unbiased KernelSHAP), ``"reference"``
+            (the paper's) or ``"exact"`` (G*G <= 12). docs/explain.md compares them.
+        antithetic: pair each ordering with its reverse (``permutation`` only; ``auto`` always does).
         baseline: ``"zero"``, ``"mean"`` (per-image mean colour), ``"blur"`` (Gaussian, sigma = one
             cell), a number, or a tensor broadcastable to (N, C, H, W).
         batch_size: masked images per forward pass; bounds peak memory.
         seed: seeds the orderings (the same orderings for every image).
         dtype: e.g. ``torch.bfloat16``: run a copy of the model with weights (and inputs) in that
             dtype (autocast for a plain callable). Faster on CPUs with AMX, adds noise (docs).
-        max_stderr: ``permutation`` only: add orderings in rounds of 16 until every cell's standard
-            error is below this (per image), or the cap is reached; ``n_forward`` reports the spend.
+        max_stderr: sampling methods but ``reference``: add rounds of 16 orderings' worth until every
+            cell's standard error is below this (per image), or the cap is reached; ``n_forward``
+            reports the spend.
         progress: show a tqdm bar (forwards) on stderr.
         optimize: run a deep copy with BatchNorm folded into convolutions and channels_last memory
             format (same values up to float rounding); False calls the model as given.
