@@ -108,7 +108,7 @@ def main() -> None:
     ap_.add_argument("--images", type=int, default=4)
     ap_.add_argument("--split", default="test")
     ap_.add_argument("--fakes-only", action="store_true")
-    ap_.add_argument("--compression", default="raw")
+    ap_.add_argument("--compression", default="raw", help="\"\" for every compression")
     ap_.add_argument("--target", default="label", choices=("label", "source", "target"), help="explained class")
     ap_.add_argument("--budgets", default="16,64,200", help="forwards per map, in multiples of n = grid^2")
     ap_.add_argument("--reps", type=int, default=1)
@@ -124,7 +124,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = build_model(checkpoint=args.checkpoint)
     images, targets, ids = load_faces(args.data, args.images, args.canvas, split=args.split, fakes_only=args.fakes_only,
-                                      compression=args.compression, key=args.target)
+                                      compression=args.compression or None, key=args.target)
     g, n = args.grid, args.grid**2
     if args.truth:
         t = np.load(args.truth)

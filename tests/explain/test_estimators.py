@@ -43,11 +43,11 @@ def test_sampling_converges_to_exact_within_stderr(game3, ones12, method, antith
 
 
 def test_forward_counts(game3, ones12) -> None:
-    perm = shapley(game3, ones12, [0, 1], grid=3, n_permutations=10)
+    perm = shapley(game3, ones12, [0, 1], grid=3, method="permutation", n_permutations=10)
     assert perm.n_forward.tolist() == [2 + 10 * 8] * 2
     assert perm.n_permutations.tolist() == [10, 10]
     assert perm.total_forward == 2 * 82
-    odd = shapley(game3, ones12, [0, 1], grid=3, n_permutations=9)  # antithetic rounds up to pairs
+    odd = shapley(game3, ones12, [0, 1], grid=3, method="permutation", n_permutations=9)  # antithetic rounds up to pairs
     assert odd.n_permutations.tolist() == [10, 10]
     ref = shapley(game3, ones12, [0, 1], grid=3, method="reference", n_permutations=7)
     assert ref.n_forward.tolist() == [2 * 9 * 7] * 2
@@ -57,7 +57,7 @@ def test_forward_counts(game3, ones12) -> None:
 @pytest.mark.parametrize("antithetic", [True, False])
 def test_permutation_obeys_efficiency(game3, antithetic) -> None:
     images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    res = shapley(game3, images, [1, 0], grid=3, n_permutations=6, antithetic=antithetic, baseline="mean")
+    res = shapley(game3, images, [1, 0], grid=3, method="permutation", n_permutations=6, antithetic=antithetic, baseline="mean")
     with torch.no_grad():
         logits = game3(images).double()
         base = game3(images.mean((2, 3), keepdim=True).expand_as(images)).double()
@@ -70,10 +70,10 @@ def test_antithetic_walk_is_exact_for_pairwise_games(ones12) -> None:
     """An ordering and its reverse give every pair interaction half each: zero variance."""
     game = CellGame(3, n_classes=2, seed=2, products=False, maxes=False)
     exact = shapley(game, ones12, [0, 1], grid=3, method="exact")
-    res = shapley(game, ones12, [0, 1], grid=3, n_permutations=4)
+    res = shapley(game, ones12, [0, 1], grid=3, method="permutation", n_permutations=4)
     torch.testing.assert_close(res.values, exact.values, atol=1e-5, rtol=0)
     assert res.stderr.max() < 1e-6
-    plain = shapley(game, ones12, [0, 1], grid=3, n_permutations=4, antithetic=False)
+    plain = shapley(game, ones12, [0, 1], grid=3, method="permutation", n_permutations=4, antithetic=False)
     assert plain.stderr.max() > 1e-3
 
 
@@ -93,9 +93,9 @@ def test_rounds_do_not_change_results(game3, monkeypatch) -> None:
     from fstmatch.explain import _core
 
     images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
-    whole = shapley(game3, images, [0, 1], grid=3, n_permutations=12)
+    whole = shapley(game3, images, [0, 1], grid=3, method="permutation", n_permutations=12)
     monkeypatch.setattr(_core, "ROUND_NUMBERS", 2 * 9 * 2)  # 2 antithetic pairs per round
-    rounds = shapley(game3, images, [0, 1], grid=3, n_permutations=12)
+    rounds = shapley(game3, images, [0, 1], grid=3, method="permutation", n_permutations=12)
     torch.testing.assert_close(rounds.values, whole.values, atol=1e-9, rtol=0)
     torch.testing.assert_close(rounds.stderr, whole.stderr, atol=1e-9, rtol=0)
     assert torch.equal(rounds.n_forward, whole.n_forward)
@@ -121,16 +121,16 @@ def test_max_stderr_stops_early_and_reports_its_spend(game3) -> None:
     images = torch.ones(2, 3, 12, 12)
     images[1, :, :4] = 0.0  # image 1: a different game (top row of cells always absent)
     cap = 2000
-    res = shapley(game3, images, [0, 0], grid=3, n_permutations=cap, max_stderr=0.02, seed=4)
+    res = shapley(game3, images, [0, 0], grid=3, method="permutation", n_permutations=cap, max_stderr=0.02, seed=4)
     used = res.n_permutations
     assert (used < cap).all() and (used % 16 == 0).all()
     assert (res.stderr.flatten(1).amax(1) < 0.02).all()
     assert res.n_forward.tolist() == [2 + int(u) * 8 for u in used]
     # a run stopped after P orderings equals a fixed-budget run of P orderings (same orderings)
-    fixed = shapley(game3, images[:1], [0], grid=3, n_permutations=int(used[0]), seed=4)
+    fixed = shapley(game3, images[:1], [0], grid=3, method="permutation", n_permutations=int(used[0]), seed=4)
     torch.testing.assert_close(fixed.values[0], res.values[0], atol=1e-9, rtol=0)
     # the cap wins when the target is unreachable
-    capped = shapley(game3, images, [0, 0], grid=3, n_permutations=32, max_stderr=1e-9)
+    capped = shapley(game3, images, [0, 0], grid=3, method="permutation", n_permutations=32, max_stderr=1e-9)
     assert capped.n_permutations.tolist() == [32, 32]
 
 
@@ -141,7 +141,7 @@ def test_stratified_walk_obeys_efficiency_and_beats_the_plain_mean(game3) -> Non
     from fstmatch.explain._core import _StratumSums
 
     images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
-    res = shapley(game3, images, [0, 1], grid=3, n_permutations=64, seed=5)
+    res = shapley(game3, images, [0, 1], grid=3, method="permutation", n_permutations=64, seed=5)
     torch.testing.assert_close(res.values.sum((1, 2)), res.v_full - res.v_empty, atol=1e-10, rtol=0)
 
     # a 12-player game v(S) = (sum_{i in S} a_i)^3: cell i's marginal grows with how much is already

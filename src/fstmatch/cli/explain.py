@@ -27,8 +27,8 @@ examples:
 
 #: fstmatch.explain.METHODS and its default, spelled out so that `fstmatch --help` does not import torch
 #: (tests/explain/test_cli.py checks they match)
-METHODS = ("permutation", "kernel", "leverage", "unbiased", "reference", "exact")
-DEFAULT_METHOD = "permutation"
+METHODS = ("auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+DEFAULT_METHOD = "auto"
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="estimator (default: %(default)s; docs/explain.md compares them)")
-    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk")
+    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --method permutation)")
     p.add_argument("--max-stderr", type=float, metavar="SE",
                    help="sampling methods: stop once every cell's standard error is below SE (--permutations caps)")
     p.add_argument("--baseline", choices=("zero", "mean", "blur"), default="zero",

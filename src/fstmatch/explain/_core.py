@@ -33,11 +33,14 @@ from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
 
 METHODS = ("auto", "permutation", *REGRESSION_METHODS, "reference", "exact")
 #: The method ``shapley()`` and ``fstmatch explain`` use by default.
-DEFAULT_METHOD = "permutation"
+DEFAULT_METHOD = "auto"
 #: Methods that stop on ``max_stderr``.
 ADAPTIVE_METHODS = ("auto", "permutation", *REGRESSION_METHODS)
 #: ``auto``: share of the budget each of its two pilots spends (at least 4 orderings' worth each)
 PILOT_SHARE = 1 / 16
+#: ``auto``: smallest pilot (orderings' worth): two antithetic pairs give the walk a stderr, and
+#: 2 (n - 1) pairs the regression a sandwich variance; below twice this, ``auto`` runs the walk only
+MIN_PILOT = 4
 #: ``auto``: Leverage SHAP's coalitions are drawn with ``seed + AUTO_SEED_OFFSET`` (independent of the walk)
 AUTO_SEED_OFFSET = 7919
 #: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
@@ -131,6 +134,8 @@ def shapley(
             raise ShapleyInputError(f"n_permutations must be a positive integer, got {n_permutations!r}")
         if method in ("permutation", "auto") and (antithetic or method == "auto") and n_perm % 2:
             n_perm += 1
+    if not antithetic and method != "permutation":
+        raise ShapleyInputError(f"antithetic=False applies to method='permutation' only, not {method!r}")
     if max_stderr is not None:
         if method not in ADAPTIVE_METHODS:
             raise ShapleyInputError(f"max_stderr applies to the methods {ADAPTIVE_METHODS} only, not {method!r}")
@@ -313,7 +318,8 @@ def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max
 
     Pilot: ``PILOT_SHARE`` of the budget (at least 4 orderings' worth) for each of the antithetic
     walk and ``leverage``, on independent samples. Each image then spends the rest of its budget on
-    the estimator with the smaller variance per forward (the walk's from its pilot's stderr, the
+    the estimator with the smaller variance per unit of compute (the walk's from its pilot's stderr,
+    times the incremental walker's cost per step relative to a full forward where one runs; the
     regression's large-sample variance predicted from its pilot: ``RegressionRun.variance_per_pair``),
     and returns that estimator's estimate and stderr (its pilot included). The other pilot is not
     mixed in: with a pilot's few samples its stderr is too noisy to weight it by (measured: an
@@ -324,7 +330,11 @@ def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max
     everyone = torch.arange(n)
     walk = _Walk(vf, n, n_players, True, seed, v_empty, v_full)
     reg = RegressionRun(vf, n, n_players, "leverage", seed + AUTO_SEED_OFFSET, v_empty, v_full)
-    pilot = min(max(4, 2 * round(n_perm * PILOT_SHARE / 2)), max(2, n_perm // 4 * 2))
+    if n_perm < 2 * MIN_PILOT:  # too small a budget to try both: the walk
+        walk.run(everyone, n_perm)
+        values, stderr = walk.estimate(everyone)
+        return values, stderr, walk.used(), v_full, v_empty, {"auto_walk": torch.ones(n, dtype=torch.bool)}
+    pilot = min(max(MIN_PILOT, 2 * round(n_perm * PILOT_SHARE / 2)), n_perm // 4 * 2)
     walk.run(everyone, pilot)
     reg.keep_samples()
     reg.run(everyone, pairs_for(pilot, n_players))
@@ -334,7 +344,10 @@ def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max
     walk_const = torch.nan_to_num((se_w**2).sum(1), nan=math.inf) * pilot * (n_players - 1)
     reg_const = reg.variance_per_pair(everyone) * 2
     reg.kept = None
-    use_walk = walk_const <= reg_const
+    # per unit of compute: incremental walks cost a fraction of a full forward per step (the
+    # walker's multiply-add count; deterministic, unlike a timing)
+    step_cost = vf.walker.step_cost if vf.walker is not None else 1.0
+    use_walk = walk_const * step_cost <= reg_const
     reg.freeze(everyone[use_walk])
 
     def chosen(images):
