@@ -29,6 +29,7 @@ Games used in benchmarks/results/shapley_peers.md:
 Usage: .venv/bin/python benchmarks/shapley_peers.py --checkpoint RUN --data MANIFEST --canvas 48 --grid 8
        [--images 4] [--budgets 16,64,200] [--truth-orderings 2000 | --truth T.npz] [--truth-out T.npz]
        [--peers ...] [--methods ...] [--json OUT]
+       .venv/bin/python benchmarks/shapley_peers.py --render A.json B.json ...   # markdown table
 """
 
 from __future__ import annotations
@@ -98,7 +99,30 @@ def peer(name: str, fn, image, target: int, grid: int, budget: int, seed: int) -
     return np.array([iv[(i,)] for i in range(n)], dtype=np.float64)
 
 
+def render(paths: list[Path], ours: str = "auto") -> str:
+    """A markdown table of saved ``--json`` reports: per game and budget, every estimator's error
+    (seconds per map), and ``ours``' forward factor against the best peer, ``(err_best_peer / err_ours)^2``."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    names = list(dict.fromkeys(k for r in reports for b in r["budgets"].values() for k in b if k != "default"))
+    head = ["game", "budget", *names, f"best peer / {ours} (forwards)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in reports:
+        for budget, rows in r["budgets"].items():
+            peers = {k: v["rel_l2_error"] for k, v in rows.items() if k in PEERS}
+            best = min(peers, key=peers.get) if peers else None
+            cells = []
+            for k in names:
+                v = rows.get(k)
+                cells.append("–" if v is None else f"{v['rel_l2_error']:.3f} ({v['seconds_per_map']:.1f} s)")
+            factor = (peers[best] / rows[ours]["rel_l2_error"]) ** 2 if best and ours in rows else math.nan
+            lines.append(f"| {r['game']} | {budget} | " + " | ".join(cells) + f" | {factor:.2f}x ({best}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--render"]:
+        print(render([Path(p) for p in sys.argv[2:]]))
+        return
     ap_ = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap_.add_argument("--checkpoint", type=Path, help="run dir or .safetensors (default: random-init ResNet-18)")
     ap_.add_argument("--data", type=Path, required=True, help="manifest.jsonl or its folder")

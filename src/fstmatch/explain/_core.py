@@ -37,7 +37,7 @@ DEFAULT_METHOD = "auto"
 #: Methods that stop on ``max_stderr``.
 ADAPTIVE_METHODS = ("auto", "permutation", *REGRESSION_METHODS)
 #: ``auto``: share of the budget each of its two pilots spends (at least 4 orderings' worth each)
-PILOT_SHARE = 1 / 16
+PILOT_SHARE = 1 / 32
 #: ``auto``: smallest pilot (orderings' worth): two antithetic pairs give the walk a stderr, and
 #: 2 (n - 1) pairs the regression a sandwich variance; below twice this, ``auto`` runs the walk only
 MIN_PILOT = 4
