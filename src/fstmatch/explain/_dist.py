@@ -33,7 +33,7 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
     n, p = images.shape[0], run["grid"] ** 2
     per = math.ceil(n / world)
     lo, hi = shard_bounds(n, rank, world)
-    packed = torch.zeros(per, 2 * p + 4, dtype=torch.float64)
+    packed = torch.full((per, 2 * p + 5), math.nan, dtype=torch.float64)
     if hi > lo:
         local = run_local(model, images[lo:hi], targets[lo:hi], **{**run, "progress": run["progress"] and rank == 0})
         m = hi - lo
@@ -43,6 +43,8 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         packed[:m, 2 * p + 1] = local.n_permutations.double()
         packed[:m, 2 * p + 2] = local.v_full if local.v_full is not None else math.nan
         packed[:m, 2 * p + 3] = local.v_empty if local.v_empty is not None else math.nan
+        if "auto_walk" in local.extra:
+            packed[:m, 2 * p + 4] = local.extra["auto_walk"].double()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     parts = [torch.empty_like(packed, device=device) for _ in range(world)]
     dist.all_gather(parts, packed.to(device))
@@ -60,5 +62,5 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         v_empty=full[:, 2 * p + 3].clone() if has_ends else None,
         method=run["method"], grid=g, seed=run["seed"],
         dtype=str(dtype or images.dtype).replace("torch.", ""),
-        extra={"world_size": world},
+        extra={"world_size": world, **({"auto_walk": full[:, 2 * p + 4] == 1} if run["method"] == "auto" else {})},
     )
