@@ -114,3 +114,19 @@ def test_cli_method_choices_match_the_engine() -> None:
 
     assert cli_explain.METHODS == _core.METHODS
     assert cli_explain.DEFAULT_METHOD == _core.DEFAULT_METHOD
+
+
+def test_explain_methods_and_no_antithetic(tmp_path: Path, manifest: Path, capsys) -> None:
+    ckpt = _save(tmp_path, "det")
+    out = tmp_path / "plain"  # --no-antithetic alone means the plain walk
+    assert main(_args(ckpt, manifest, out, "--no-antithetic", "--limit", "1", "--no-overlay")) == 0
+    assert json.loads((out / "explain.json").read_text())["method"] == "permutation"
+    out = tmp_path / "lev"
+    assert main(_args(ckpt, manifest, out, "--method", "leverage", "--limit", "1", "--no-overlay",
+                      "--permutations", "8")) == 0
+    (npz,) = out.glob("*.npz")
+    with np.load(npz) as z:
+        assert int(z["n_forward"]) == 2 + 8 * 15 and np.isfinite(z["values"]).all()
+    # auto cannot run a plain walk: a clear error, exit 2
+    assert main(_args(ckpt, manifest, tmp_path / "x", "--method", "auto", "--no-antithetic")) == 2
+    assert "antithetic=False" in capsys.readouterr().err

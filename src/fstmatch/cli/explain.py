@@ -50,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--permutations", type=positive_int, metavar="P",
                    help="budget: orderings per image (default 64; kernel/leverage/unbiased spend as many "
                         "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
-    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                   help="estimator (default: %(default)s; docs/explain.md compares them)")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help=f"estimator (default: {DEFAULT_METHOD}, or permutation with --no-antithetic; "
+                        "docs/explain.md compares them)")
     p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --method permutation)")
     p.add_argument("--max-stderr", type=float, metavar="SE",
                    help="sampling methods: stop once every cell's standard error is below SE (--permutations caps)")
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from fstmatch.utils.dist import barrier, cleanup, init_distributed
     from fstmatch.utils.io import atomic_savez, atomic_write_json
 
+    if args.method is None:
+        args.method = "permutation" if args.no_antithetic else DEFAULT_METHOD
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
     if args.canvas % args.grid:
