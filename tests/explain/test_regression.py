@@ -154,3 +154,11 @@ def test_auto_max_stderr(game3) -> None:
     res = shapley(game3, images, [0, 0], grid=3, method="auto", n_permutations=4000, max_stderr=0.05, seed=4)
     assert (res.n_permutations < 4000).all()
     assert (res.stderr.flatten(1).amax(1) < 0.05).all()
+
+
+@pytest.mark.parametrize("method", ("auto", *METHODS))
+def test_one_cell_is_its_own_gap(method) -> None:
+    game = CellGame(1, n_classes=2, seed=1)
+    images = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    res = shapley(game, images, [0, 1], grid=1, method=method, n_permutations=16)
+    torch.testing.assert_close(res.values.flatten(), res.v_full - res.v_empty, atol=1e-9, rtol=0)

@@ -329,11 +329,11 @@ def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max
     v_empty, v_full = _ends(vf, n, n_players)
     everyone = torch.arange(n)
     walk = _Walk(vf, n, n_players, True, seed, v_empty, v_full)
-    reg = RegressionRun(vf, n, n_players, "leverage", seed + AUTO_SEED_OFFSET, v_empty, v_full)
-    if n_perm < 2 * MIN_PILOT:  # too small a budget to try both: the walk
+    if n_perm < 2 * MIN_PILOT or n_players < 4:  # too small a budget (or game) to try both: the walk
         walk.run(everyone, n_perm)
         values, stderr = walk.estimate(everyone)
         return values, stderr, walk.used(), v_full, v_empty, {"auto_walk": torch.ones(n, dtype=torch.bool)}
+    reg = RegressionRun(vf, n, n_players, "leverage", seed + AUTO_SEED_OFFSET, v_empty, v_full)
     pilot = min(max(MIN_PILOT, 2 * round(n_perm * PILOT_SHARE / 2)), n_perm // 4 * 2)
     walk.run(everyone, pilot)
     reg.keep_samples()

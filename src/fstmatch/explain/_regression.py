@@ -269,6 +269,9 @@ def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: in
     ends = vf.evaluate(torch.arange(n_images), torch.stack([torch.zeros(n, dtype=torch.bool),
                                                             torch.ones(n, dtype=torch.bool)]))
     v_empty, v_full = ends[:, 0], ends[:, 1]
+    if n == 1:  # one player: efficiency alone gives its value
+        gap = (v_full - v_empty).view(-1, 1)
+        return gap, torch.zeros_like(gap), torch.zeros(n_images, dtype=torch.long), v_full, v_empty
     run = RegressionRun(vf, n_images, n, method, seed, v_empty, v_full)
     budget = pairs_for(n_perm, n)
     if max_stderr is None:
