@@ -41,7 +41,7 @@ ASSETS: tuple[str, ...] = ("index.html", "explorer.js", "explorer.css")
 #: Frames loaded, aligned and written per step (bounds memory on large runs).
 CHUNK = 32
 #: Colours (RGB) and peak opacity of the ground-truth overlays.
-MASK_STYLE: dict[str, tuple[tuple[int, int, int], int]] = {"donor": ((60, 140, 255), 120), "trace": ((255, 215, 0), 235)}
+MASK_STYLE: dict[str, tuple[tuple[int, int, int], int]] = {"donor": ((255, 255, 255), 110), "trace": ((255, 215, 0), 235)}
 
 
 def _num(x: Any, digits: int = 6) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 #: What the page may load: its own files only (no CDN, no inline script).
 HEADERS: dict[str, str] = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",

@@ -306,16 +306,16 @@
     const face = await image(`img/${k}_${comp}.jpg`);
     ctx.clearRect(0, 0, W, W);
     if (face) ctx.drawImage(face, 0, 0, W, W);
-    for (const region of ["donor", "trace"]) {
-      if (opts[region]) {
-        const m = await image(`img/${k}_${region}.png`);
-        if (m) ctx.drawImage(m, 0, 0, W, W);
-      }
-    }
     if (map) {
       for (let i = 0; i < G; i++) for (let j = 0; j < G; j++) {
         ctx.fillStyle = cellColour(map.v[i * G + j], scale);
         ctx.fillRect(j * cell, i * cell, cell, cell);
+      }
+    }
+    for (const region of ["donor", "trace"]) {  // above the map, so they show on any colour
+      if (opts[region]) {
+        const m = await image(`img/${k}_${region}.png`);
+        if (m) ctx.drawImage(m, 0, 0, W, W);
       }
     }
     if (opts.grid) {
