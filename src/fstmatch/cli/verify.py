@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fstmatch.browse import write_explorer
     from fstmatch.config import load_config
     from fstmatch.hypotheses.config import VerifyConfig
     from fstmatch.hypotheses.verify import verify
@@ -49,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
     blocks = [("h", 1, "fstmatch verify"), *hypothesis_blocks(summary)]
     md, page = write_report(args.out, blocks, title="fstmatch verify")
     print(f"wrote {args.out / 'summary.json'}, {md}, {page}")
+    write_explorer(args.out, progress=not args.no_progress)  # DIR/explorer/index.html (fstmatch browse)
     return 0

@@ -73,6 +73,7 @@
       delete S.waiting[k];
     },
     state: S,
+    open: (pos) => openFrame(pos),  // for scripted checks (tests, benchmarks/explorer_bench.py)
     unionMask, topMask,
   };
 
