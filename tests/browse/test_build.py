@@ -17,7 +17,13 @@ from fstmatch.browse import write_explorer
 from fstmatch.browse.build import explorer_is_current
 from fstmatch.cli import main
 from fstmatch.errors import UserError
-from fstmatch.hypotheses import q_per_image, region_fractions, stability_per_image, truth_shares, unit_normalise
+from fstmatch.hypotheses import (
+    q_per_image,
+    region_fractions,
+    stability_per_image,
+    truth_shares,
+    unit_normalise,
+)
 
 
 def read_js(path: Path, call: str):
@@ -172,3 +178,18 @@ def test_cli_errors_are_user_errors(tmp_path: Path, capsys) -> None:
     assert "not a folder" in capsys.readouterr().err
     assert main(["browse", str(tmp_path)]) == 2
     assert "no Shapley maps" in capsys.readouterr().err
+
+
+def test_fstmatch_verify_writes_the_explorer(toy_manifest: Path, toy_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    import yaml
+
+    cfg = {"manifest": str(toy_manifest), "checkpoints": toy_checkpoints, "device": "cpu", "noise_draws": 2,
+           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": 4, "permutations": 2}}
+    (tmp_path / "verify.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "v"
+    assert main(["verify", "--hypothesis", "1", "--config", str(tmp_path / "verify.yaml"), "--out", str(out),
+                 "--no-progress"]) == 0
+    index = read_js(out / "explorer" / "data" / "index.js", "FSTX.index")
+    assert index["models"] == ["source", "target", "det"] and len(index["frames"]) == 4
+    assert all(set(f["v"]) == {"raw"} and f["h2"] is None and f["delta"] == {} for f in index["frames"])
+    assert explorer_is_current(out)

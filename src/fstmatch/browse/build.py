@@ -35,13 +35,13 @@ import numpy as np
 from fstmatch.browse.source import COMPRESSIONS, RunFiles
 from fstmatch.hypotheses.maps import counterparts, target_key
 from fstmatch.hypotheses.metrics import THRESHOLDS, q_per_image, stability_per_image, unit_normalise
-from fstmatch.hypotheses.truth import ROLE_REGION, REGIONS, region_fractions, truth_shares
+from fstmatch.hypotheses.truth import REGIONS, ROLE_REGION, region_fractions, truth_shares
 
 ASSETS: tuple[str, ...] = ("index.html", "explorer.js", "explorer.css")
 #: Frames loaded, aligned and written per step (bounds memory on large runs).
 CHUNK = 32
 #: Colours (RGB) and peak opacity of the ground-truth overlays.
-MASK_STYLE: dict[str, tuple[tuple[int, int, int], int]] = {"donor": ((255, 255, 255), 110), "trace": ((255, 215, 0), 235)}
+MASK_STYLE: dict[str, tuple[tuple[int, int, int], int]] = {"donor": ((255, 255, 255), 90), "trace": ((255, 215, 0), 90)}
 
 
 def _num(x: Any, digits: int = 6) -> float | None:

@@ -405,7 +405,7 @@
     for (const m of v.models) {
       const mp = data.maps[m][S.comp];
       const fig = el("figure", { class: m === S.model ? "on" : "", data: { model: m } });
-      const cv = el("canvas", { width: "132", height: "132" });
+      const cv = el("canvas", { width: "112", height: "112" });
       fig.append(cv, el("figcaption", {}, m));
       fig.addEventListener("click", () => { S.model = m; S.overlayOff = false; drawFrame(); });
       ms.appendChild(fig);
