@@ -165,23 +165,34 @@ def main() -> None:
     ap.add_argument("--jumps", type=int, default=20)
     ap.add_argument("--screenshot", type=Path, help="save a screenshot of a frame view here (PNG)")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --out/--run: keep the built explorer's data, refresh only its page files")
     args = ap.parse_args()
 
     from fstmatch.browse import write_explorer
     from fstmatch.browse.server import make_server
 
     result: dict = {"date": time.strftime("%Y-%m-%d"), "grid": args.grid}
-    if args.run:
-        run = args.run
+    if args.run or (args.reuse and args.out and (args.out / "explorer").is_dir()):
+        run = args.run or args.out
     else:
         run = args.out or Path(tempfile.mkdtemp(prefix="explorer-bench-"))
         t0 = time.perf_counter()
         synthetic_run(run, args.frames, args.grid, args.canvas)
         result["synth_s"] = round(time.perf_counter() - t0, 1)
         result.update(frames=args.frames, models=3, compressions=3, canvas=args.canvas)
-    t0 = time.perf_counter()
-    page = write_explorer(run, progress=True)
-    result["build_s"] = round(time.perf_counter() - t0, 1)
+    page = run / "explorer" / "index.html"
+    if args.reuse and page.is_file():
+        from importlib import resources
+
+        from fstmatch.browse.build import ASSETS
+
+        for name in ASSETS:
+            (page.parent / name).write_bytes((resources.files("fstmatch.browse") / "assets" / name).read_bytes())
+    else:
+        t0 = time.perf_counter()
+        page = write_explorer(run, progress=True)
+        result["build_s"] = round(time.perf_counter() - t0, 1)
     size = sum(p.stat().st_size for p in page.parent.rglob("*") if p.is_file())
     result["explorer_mb"] = round(size / 2**20, 1)
     result["index_js_kb"] = round((page.parent / "data" / "index.js").stat().st_size / 1024, 1)

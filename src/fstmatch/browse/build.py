@@ -189,9 +189,9 @@ def _write_overlay(path: Path, mask: np.ndarray, region: str) -> None:
 
 
 def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, progress: bool
-                      ) -> tuple[np.ndarray | None, dict[str, dict[str, np.ndarray]]]:
+                      ) -> tuple[dict[str, np.ndarray] | None, dict[str, dict[str, np.ndarray]]]:
     """Write every version's aligned face, thumbnail and mask overlays; return the ground-truth
-    masks ``(N, 2, H, W)`` pooled later (``None`` without ground truth) and, per model and
+    cell fractions per region ``(N, G, G)`` (``None`` without ground truth) and, per model and
     compression, ``(N, 2)`` score/logit (NaN where not computed)."""
     import torch
     from tqdm import tqdm
@@ -211,7 +211,7 @@ def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, p
                 models[m] = load_model(files.checkpoints[m]).to(device).eval()
     out = {m: {c: np.full((n, 2), np.nan) for c in files.comps(m)} for m in models}
     with_masks = all(r.get("mask_path") for r in fr.rows)
-    masks = np.zeros((n, 2, files.canvas, files.canvas), np.float32) if with_masks else None
+    fractions = {r: np.zeros((n, files.grid, files.grid)) for r in REGIONS} if with_masks else None
     img = dest / "img"
     img.mkdir(parents=True, exist_ok=True)
     chunks = range(0, n, CHUNK)
@@ -232,10 +232,11 @@ def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, p
                 _write_image(img / f"{k}_{comp}.jpg", face)
                 if comp == "raw":
                     _write_image(img / f"{k}_t.jpg", cv2.resize(face, (72, 72), interpolation=cv2.INTER_AREA), 85)
-            if mk is not None:
+            if mk is not None and fractions is not None:
                 m_np = mk.numpy()
+                for region, f in region_fractions(m_np, files.grid).items():
+                    fractions[region][part] = f
                 for j, k in enumerate(part):
-                    masks[k] = m_np[j]
                     for c, region in enumerate(("donor", "trace")):
                         _write_overlay(img / f"{k}_{region}.png", m_np[j, c], region)
             for m, model in models.items():
@@ -243,7 +244,7 @@ def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, p
                     classes = [int(raw_rows[j][target_key(m)]) for j in keep]
                     s, lg = _forward(model, x, classes, device)
                     out[m][comp][[part[j] for j in keep]] = np.stack([s, lg], axis=1)
-    return masks, out
+    return fractions, out
 
 
 def _frame_record(fr: _Frames, k: int, metrics: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
@@ -326,10 +327,9 @@ def write_explorer(out_dir: str | Path, *, manifest: str | Path | None = None, s
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data" / "f").mkdir(parents=True)
     try:
-        masks, frame_scores = _faces_and_scores(fr, tmp, scores, device, progress)
-        fractions = None if masks is None else region_fractions(masks, files.grid)
+        fractions, frame_scores = _faces_and_scores(fr, tmp, scores, device, progress)
         metrics = _metrics(fr, fractions, ts)
-        records = [_frame_record(fr, k, metrics, frame_scores, masks is not None) for k in range(len(fr.rows))]
+        records = [_frame_record(fr, k, metrics, frame_scores, fractions is not None) for k in range(len(fr.rows))]
         for k in range(len(fr.rows)):
             (tmp / "data" / "f" / f"{k}.js").write_text(_js("FSTX.frame", [k, _frame_data(fr, k, fractions)]))
         index = {
