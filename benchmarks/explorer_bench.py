@@ -26,8 +26,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000")
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 CROP = 64
 
@@ -100,49 +98,30 @@ def synthetic_run(out: Path, frames: int, grid: int, canvas: int, seed: int = 0)
     return out
 
 
-def _driver(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-
-
-def _wait(drv, script: str, timeout: float = 30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = drv.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(script)
-
-
 def measure(drv, url: str, loads: int, steps: int, jumps: int) -> dict:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+
+    from fstmatch.browse.headless import wait_for
 
     first = []
     for _ in range(loads):
         drv.get("about:blank")
         drv.get(url)
-        first.append(_wait(drv, "return FSTX.state.timing.firstView"))
+        first.append(wait_for(drv, "return FSTX.state.timing.firstView"))
     n = drv.execute_script("return FSTX.state.list.length")
     drv.find_elements(By.CSS_SELECTOR, "#gallery .card")[0].click()
-    _wait(drv, "return FSTX.state.timing.switches.length === 1")
+    wait_for(drv, "return FSTX.state.timing.switches.length === 1")
     body = drv.find_element(By.TAG_NAME, "body")
     for i in range(steps):
         time.sleep(0.05)  # a person's pace: the neighbours' prefetch has started
         body.send_keys(Keys.ARROW_RIGHT)
-        _wait(drv, f"return FSTX.state.timing.switches.length === {i + 2}")
+        wait_for(drv, f"return FSTX.state.timing.switches.length === {i + 2}")
     nxt = drv.execute_script("return FSTX.state.timing.switches.slice(1)")
     rng = random.Random(0)
     for j in range(jumps):
         drv.execute_script(f"FSTX.open({rng.randrange(n)})")
-        _wait(drv, f"return FSTX.state.timing.switches.length === {steps + 2 + j}")
+        wait_for(drv, f"return FSTX.state.timing.switches.length === {steps + 2 + j}")
     jump = drv.execute_script(f"return FSTX.state.timing.switches.slice({steps + 1})")
 
     def stats(xs):
@@ -170,6 +149,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fstmatch.browse import write_explorer
+    from fstmatch.browse.headless import chromium
     from fstmatch.browse.server import make_server
 
     result: dict = {"date": time.strftime("%Y-%m-%d"), "grid": args.grid}
@@ -198,7 +178,7 @@ def main() -> None:
     result["index_js_kb"] = round((page.parent / "data" / "index.js").stat().st_size / 1024, 1)
     httpd = make_server(run, port=0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    drv = _driver(Path(tempfile.mkdtemp(prefix="explorer-profile-")))
+    drv = chromium(Path(tempfile.mkdtemp(prefix="explorer-profile-")))
     try:
         result["file"] = measure(drv, page.as_uri(), args.loads, args.steps, args.jumps)
         url = f"http://127.0.0.1:{httpd.server_address[1]}/explorer/index.html"
@@ -206,11 +186,13 @@ def main() -> None:
         if args.screenshot:
             from selenium.webdriver.common.by import By
 
+            from fstmatch.browse.headless import wait_for
+
             drv.set_window_size(1400, 900)
             drv.get(page.as_uri())
-            _wait(drv, "return FSTX.state.timing.firstView")
+            wait_for(drv, "return FSTX.state.timing.firstView")
             drv.execute_script("FSTX.open(0)")
-            _wait(drv, "return FSTX.state.timing.switches.length === 1")
+            wait_for(drv, "return FSTX.state.timing.switches.length === 1")
             for box in ("o-trace",):
                 el = drv.find_element(By.ID, box)
                 if el.is_enabled():

@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fstmatch.browse.headless import wait_for
 from fstmatch.hypotheses import top_mask, union_mask, unit_normalise
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000")
 #: A run folder whose name would inject markup if the page ever used innerHTML with data.
 HOSTILE = 'run <img src=x onerror="document.title=1">'
 
@@ -26,16 +23,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip(f"no browser: {CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
+    from fstmatch.browse import headless
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        opts.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    why = headless.missing()
+    if why:
+        pytest.skip(why)
+    drv = headless.chromium(tmp_path_factory.mktemp("chromium-profile"))
     drv.set_page_load_timeout(30)
     yield drv
     drv.quit()
@@ -66,16 +59,6 @@ def page_url(request, run_dir: Path):
     httpd.server_close()
 
 
-def _wait(drv, script: str, timeout: float = 10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = drv.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
 def _maps(run: Path, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with np.load(run / "maps" / f"{name}.npz", allow_pickle=False) as z:
         return {str(i): (v, e) for i, v, e in zip(z["ids"], z["values"], z["stderr"])}
@@ -90,7 +73,7 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
     mode, url = page_url
     summary = json.loads((run_dir / "summary.json").read_text())
     driver.get(url)
-    _wait(driver, "return document.getElementById('counts').dataset.items")
+    wait_for(driver, "return document.getElementById('counts').dataset.items")
     # gallery: every analysed frame, at raw by default; the hostile folder name is text, not markup
     counts = driver.find_element(By.ID, "counts")
     assert int(counts.get_attribute("data-frames")) == summary["images"]["total"] == 8
@@ -111,16 +94,16 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
     assert scores == sorted(scores, reverse=True) and len(scores) == 4
     # open a frame; toggle every model
     driver.find_elements(By.CSS_SELECTOR, "#gallery .card")[1].click()
-    _wait(driver, "return document.body.dataset.frame")
+    wait_for(driver, "return document.body.dataset.frame")
     frame_id = driver.find_element(By.ID, "frame-title").text
     assert frame_id.startswith("FaceSwap/raw/")
     models = ["source", "target", "det", "det_paired", "det_unpaired"]
     for m in models:
         driver.find_element(By.CSS_SELECTOR, f'#model-buttons button[data-model="{m}"]').click()
-        _wait(driver, f"return document.querySelector('#model-buttons button.on').dataset.model === '{m}'")
+        wait_for(driver, f"return document.querySelector('#model-buttons button.on').dataset.model === '{m}'")
         assert driver.find_element(By.CSS_SELECTOR, "#model-strip figure.on").get_attribute("data-model") == m
     driver.find_element(By.TAG_NAME, "body").send_keys("m")  # the model key cycles back to the first
-    _wait(driver, f"return document.querySelector('#model-buttons button.on').dataset.model === '{models[0]}'")
+    wait_for(driver, f"return document.querySelector('#model-buttons button.on').dataset.model === '{models[0]}'")
     driver.find_element(By.CSS_SELECTOR, '#model-buttons button[data-model="det"]').click()
     # hover a cell: every model's value ± stderr, as in the .npz
     G = summary["shapley"]["grid"]
@@ -129,7 +112,7 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
     for row, col in ((1, 2), (3, 0)):
         ActionChains(driver).move_to_element_with_offset(
             main, int((col + 0.5) * size / G - size / 2), int((row + 0.5) * size / G - size / 2)).perform()
-        _wait(driver, f"return document.getElementById('tip').dataset.row === '{row}' "
+        wait_for(driver, f"return document.getElementById('tip').dataset.row === '{row}' "
                       f"&& document.getElementById('tip').dataset.col === '{col}' && !document.getElementById('tip').hidden")
         shown = {tr.get_attribute("data-model"): tr.find_elements(By.TAG_NAME, "td")[1].text
                  for tr in driver.find_elements(By.CSS_SELECTOR, "#tip tr.val")}
@@ -149,7 +132,7 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
     for j, th in enumerate(ts):
         if j:
             slider.send_keys(Keys.ARROW_RIGHT)
-        _wait(driver, f"return document.getElementById('o-t-val').textContent === '{th:.2f}'")
+        wait_for(driver, f"return document.getElementById('o-t-val').textContent === '{th:.2f}'")
         union = union_mask(s, t, th)[0]
         detonly = top_mask(unit_normalise(d), th)[0] & ~union
         uc = driver.find_element(By.ID, "union-count")
@@ -157,9 +140,9 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
         assert int(uc.get_attribute("data-detonly")) == int(detonly.sum()), th
     # keyboard: next frame, compression key, back to the gallery
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
-    _wait(driver, f"return document.getElementById('frame-title').textContent !== '{frame_id}'")
+    wait_for(driver, f"return document.getElementById('frame-title').textContent !== '{frame_id}'")
     driver.find_element(By.TAG_NAME, "body").send_keys("c")
-    _wait(driver, "return document.querySelector('#comp-strip figure.on').dataset.comp === 'c23'")
+    wait_for(driver, "return document.querySelector('#comp-strip figure.on').dataset.comp === 'c23'")
     timing = driver.execute_script("return FSTX.state.timing")
     assert timing["firstView"] > 0 and len(timing["switches"]) >= 2
     for box in ("o-donor", "o-trace"):

@@ -83,6 +83,8 @@ def test_live_server_refuses_what_resolve_request_refuses(tree: Path) -> None:
                      "/out-link.txt", "/out-dir/secret.txt", "/explorer/data/", "/%ff%fe"):
             status, body, _ = _get(port, path)
             assert status == 404 and b"secret" not in body, path
+        status, _, resp = _get(port, "/")
+        assert status == 302 and resp.getheader("Location") == "/explorer/index.html"
         assert _get(port, "/explorer/index.html", "HEAD")[0] == 200
         assert _get(port, "/explorer/index.html", "POST")[0] == 501  # nothing but GET/HEAD
     finally:

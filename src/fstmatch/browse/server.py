@@ -52,6 +52,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().__init__(*args, directory=directory, **kwargs)
 
     def send_head(self):  # type: ignore[no-untyped-def]
+        if urllib.parse.urlsplit(self.path).path == "/" and resolve_request(self.directory, "/") is None:
+            self.send_response(302)  # the run folder itself: its explorer
+            self.send_header("Location", "/explorer/index.html")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         try:
             target = resolve_request(self.directory, self.path)
         except UnicodeDecodeError:
