@@ -193,3 +193,15 @@ def test_fstmatch_verify_writes_the_explorer(toy_manifest: Path, toy_checkpoints
     assert index["models"] == ["source", "target", "det"] and len(index["frames"]) == 4
     assert all(set(f["v"]) == {"raw"} and f["h2"] is None and f["delta"] == {} for f in index["frames"])
     assert explorer_is_current(out)
+
+
+def test_a_missing_checkpoint_drops_only_its_scores(verify_out: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(verify_out, run, ignore=shutil.ignore_patterns("explorer"))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["models"]["det"]["checkpoint"] = str(tmp_path / "gone")
+    (run / "summary.json").write_text(json.dumps(summary))
+    index = read_js(write_explorer(run, device="cpu").parent / "data" / "index.js", "FSTX.index")
+    assert "no scores for det" in capsys.readouterr().err
+    assert index["scores"] == ["det_paired", "det_unpaired", "source", "target"]
+    assert all("det" not in f["v"]["raw"]["score"] and "source" in f["v"]["raw"]["score"] for f in index["frames"])

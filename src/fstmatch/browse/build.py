@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,7 @@ import cv2
 import numpy as np
 
 from fstmatch.browse.source import COMPRESSIONS, RunFiles
+from fstmatch.errors import UserError
 from fstmatch.hypotheses.maps import counterparts, target_key
 from fstmatch.hypotheses.metrics import THRESHOLDS, q_per_image, stability_per_image, unit_normalise
 from fstmatch.hypotheses.truth import REGIONS, ROLE_REGION, region_fractions, truth_shares
@@ -205,10 +207,13 @@ def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, p
     device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
                           ("cpu" if device_name == "auto" else device_name))
     models: dict[str, Any] = {}
-    if scores:
-        for m in files.models:
-            if m in files.checkpoints:
-                models[m] = load_model(files.checkpoints[m]).to(device).eval()
+    for m in files.models if scores else ():
+        try:
+            if m not in files.checkpoints:
+                raise UserError("checkpoint not found")
+            models[m] = load_model(files.checkpoints[m]).to(device).eval()
+        except (UserError, OSError) as e:  # the page still works, without this model's scores
+            print(f"explorer: no scores for {m} ({e})", file=sys.stderr, flush=True)
     out = {m: {c: np.full((n, 2), np.nan) for c in files.comps(m)} for m in models}
     with_masks = all(r.get("mask_path") for r in fr.rows)
     fractions = {r: np.zeros((n, files.grid, files.grid)) for r in REGIONS} if with_masks else None
