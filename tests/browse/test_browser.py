@@ -141,8 +141,10 @@ def test_explorer_in_chromium(driver, page_url, run_dir: Path, tmp_path: Path) -
     # keyboard: next frame, compression key, back to the gallery
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
     wait_for(driver, f"return document.getElementById('frame-title').textContent !== '{frame_id}'")
-    driver.find_element(By.TAG_NAME, "body").send_keys("c")
+    driver.find_element(By.CSS_SELECTOR, '#model-buttons button[data-model="det_paired"]').click()
+    driver.find_element(By.TAG_NAME, "body").send_keys("c")  # det_paired has no c23 map: the view falls back to det
     wait_for(driver, "return document.querySelector('#comp-strip figure.on').dataset.comp === 'c23'")
+    assert driver.find_element(By.CSS_SELECTOR, "#model-buttons button.on").get_attribute("data-model") == "det"
     timing = driver.execute_script("return FSTX.state.timing")
     assert timing["firstView"] > 0 and len(timing["switches"]) >= 2
     for box in ("o-donor", "o-trace"):

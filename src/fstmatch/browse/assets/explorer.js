@@ -126,7 +126,7 @@
     $("f-model").value = S.model;
     fill($("f-sort"), SORTS.map((s) => s[0]), SORTS.map((s) => s[1]));
     for (const id of ["f-method", "f-comp", "f-split", "f-model", "f-smin", "f-smax", "f-sort", "f-desc"]) {
-      $(id).addEventListener("change", () => { if (id === "f-model") S.model = $(id).value; applyFilters(); });
+      $(id).addEventListener("change", applyFilters);
     }
     $("more").addEventListener("click", () => renderGallery(S.shown + PAGE));
     const t = $("o-t");
@@ -151,14 +151,14 @@
     });
   }
 
-  function sortValue(item, key) {
+  function sortValue(item, key, model) {
     const f = S.index.frames[item.k], v = f.v[item.comp];
     switch (key) {
       case "q": return v.q;
       case "h2": return item.comp === "raw" ? f.h2 : null;
-      case "delta": return f.delta[S.model];
+      case "delta": return f.delta[model];
       case "score": return S.detModel && v.score[S.detModel] ? v.score[S.detModel][0] : null;
-      case "lift": return v.lift[S.model];
+      case "lift": return v.lift[model];
       default: return null;
     }
   }
@@ -166,7 +166,7 @@
   function applyFilters() {
     const ix = S.index;
     const method = $("f-method").value, comp = $("f-comp").value, split = $("f-split").value;
-    const lo = Number($("f-smin").value), hi = Number($("f-smax").value);
+    const lo = Number($("f-smin").value), hi = Number($("f-smax").value), model = $("f-model").value;
     const scoreFilter = lo > 0 || hi < 1;
     const items = [];
     ix.frames.forEach((f, k) => {
@@ -174,14 +174,14 @@
       for (const c of ix.compressions) {
         const v = f.v[c];
         if (!v || (comp && c !== comp)) continue;
-        const s = v.score[S.model];
+        const s = v.score[model];
         if (scoreFilter && (!s || s[0] < lo || s[0] > hi)) continue;
         items.push({ k, comp: c });
       }
     });
     const key = $("f-sort").value, sign = $("f-desc").checked ? -1 : 1;
     if (key !== "order") {
-      for (const it of items) it.sv = sortValue(it, key);
+      for (const it of items) it.sv = sortValue(it, key, model);
       items.sort((a, b) => (a.sv === null || a.sv === undefined) - (b.sv === null || b.sv === undefined)
         || sign * ((a.sv ?? 0) - (b.sv ?? 0)) || a.k - b.k);
     }
@@ -207,8 +207,8 @@
       card.appendChild(el("div", { class: "id" }, `${f.method} ${f.video} #${f.frame} · ${it.comp}`));
       const sv = S.sortKey !== "order" ? it.sv : f.v[it.comp].q;
       card.appendChild(el("div", { class: "metric" }, `${S.sortKey !== "order" ? S.sortKey : "q"} ${fmt(sv)}`));
-      card.addEventListener("click", () => openFrame(i));
-      card.addEventListener("keydown", (e) => { if (e.key === "Enter") openFrame(i); });
+      card.addEventListener("click", () => openFrame(i, true));
+      card.addEventListener("keydown", (e) => { if (e.key === "Enter") openFrame(i, true); });
       frag.appendChild(card);
     }
     g.appendChild(frag);
@@ -223,9 +223,11 @@
   }
 
   // ---------------------------------------------------------------- frame view
-  async function openFrame(pos) {
+  // fromGallery: start with the gallery's model; otherwise keep the frame view's.
+  async function openFrame(pos, fromGallery) {
     if (pos < 0 || pos >= S.list.length) return;
     const t0 = performance.now();
+    if (fromGallery) { S.model = $("f-model").value; S.overlayOff = false; }
     S.pos = pos;
     const it = S.list[pos];
     S.comp = it.comp;
@@ -238,8 +240,6 @@
       return;
     }
     if (S.pos !== pos) return;  // the user moved on meanwhile
-    const f = S.index.frames[it.k];
-    if (!f.v[S.comp].models.includes(S.model)) S.model = f.v[S.comp].models[0];
     await drawFrame();
     S.timing.switches.push(performance.now() - t0);
     document.body.dataset.frame = String(it.k);
@@ -350,6 +350,7 @@
     if (S.pos < 0) return;
     const { it, f, v, data } = current();
     if (!data) return;
+    if (!v.models.includes(S.model)) S.model = v.models.includes(S.detModel) ? S.detModel : v.models[0];
     const th = S.index.thresholds[S.t];
     $("o-t-val").textContent = th.toFixed(2);
     $("pos").textContent = `${S.pos + 1} / ${S.list.length}`;
