@@ -30,7 +30,7 @@ examples:
   fstmatch explain --checkpoint runs/det --data prep --split test --limit 20 --out maps/det
   fstmatch explain --checkpoint runs/src --data prep --methods Deepfakes --compressions raw c23 c40 \\
       --grid 16 --permutations 64 --out maps/src
-  fstmatch explain --checkpoint xception_best.pth --arch deepfakebench:xception --convention deepfakebench \
+  fstmatch explain --checkpoint xception_best.pth --arch deepfakebench:xception --convention deepfakebench \\
       --data prep --limit 20 --out maps/xception
 """
 

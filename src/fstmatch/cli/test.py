@@ -22,7 +22,7 @@ it. Another framework's detector is named with --arch and tested on faces in its
 examples:
   fstmatch test --data prep/manifest.jsonl --checkpoint runs/det
   fstmatch test --data prep --checkpoint runs/src/model.safetensors --split train --out src.json
-  fstmatch test --data prep --checkpoint xception_best.pth --arch deepfakebench:xception \
+  fstmatch test --data prep --checkpoint xception_best.pth --arch deepfakebench:xception \\
       --convention deepfakebench --out xception.json
 """
 

@@ -121,7 +121,8 @@ class _Run:
             self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, images=cfg.images)
             self.checkpoints[role] = str(path)
             meta = getattr(self.models[role], "fst_meta", {}) or {}
-            self.model_info[role] = {"checkpoint": str(path), "name": meta.get("name"), "kwargs": meta.get("kwargs")}
+            self.model_info[role] = {"checkpoint": str(path), "arch": arch, "name": meta.get("name"),
+                                     "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
         self.forwards: dict[str, int] = {}
 
