@@ -24,8 +24,15 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapley_bench import make_images  # noqa: E402
+HERE = Path(__file__).resolve().parent
+
+
+def make_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """shapley_bench's smooth synthetic images, (n, 3, size, size) in [0, 1]."""
+    sys.path.insert(0, str(HERE))
+    from shapley_bench import make_images as smooth_images
+
+    return smooth_images(n, size, seed)
 
 
 def forwards_per_second(model: torch.nn.Module, size: int, batch: int, n_batches: int, repeats: int) -> list[float]:
