@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fstmatch.browse import write_explorer
     from fstmatch.hypotheses.demo import run_demo
     from fstmatch.report.content import format_verify
 
@@ -43,4 +44,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_verify(summary))
     print(f"stages {summary['seconds']['total']:.0f} s in all, this invocation "
           f"{summary['invocation_seconds']:.0f} s; report: {args.out / 'report.html'}")
+    write_explorer(args.out)  # DIR/explorer/index.html, the map explorer (fstmatch browse)
     return 0
