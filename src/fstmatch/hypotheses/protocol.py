@@ -29,6 +29,10 @@ RUNS: dict[str, dict[str, Any]] = {
     "fstmatching": {"model": {"role": "fstmatching"}, "data": {"compressions": None}},
 }
 
+#: The detection comparison: key in ``summary["detection"]`` -> run tested. ``det`` is the detector
+#: trained alike with FST-Matching (all compressions); ``det_raw`` the raw-trained one of H1/H3.
+DETECTION: dict[str, str] = {"det": "det_all", "fstmatching": "fstmatching", "det_raw": "det"}
+
 
 def train_config(name: str, manifest: str | Path, shared: Mapping[str, Any], holdout: float,
                  override: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
