@@ -1,4 +1,4 @@
-"""Hypothesis verification (SPEC §4, §8): the paper's metrics, ground-truth scores on FST-Synth,
+"""Hypothesis verification (docs/method.md §4, §8): the paper's metrics, ground-truth scores on FST-Synth,
 and the ``verify`` runs that compute them from trained models.
 
 Metrics (pure numpy, no model needed)::

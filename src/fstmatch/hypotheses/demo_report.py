@@ -166,7 +166,7 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
               "inserted: the donor B) and the **detector**. This report reruns the whole study on FST-Synth, a "
               "synthetic FaceForensics++ made offline, whose ground truth (which pixels came from the donor, "
               "where the blending left traces) lets us also check the explanations themselves."),
-        ("p", f"Run on {s['date']}, {s['machine']}. Everything is in `summary.json`; every stage is resumable "
+        ("p", f"Run on {s['date']}, {s['machine']}, training seed {s.get('seed', '–')}. Everything is in `summary.json`; every stage is resumable "
               "(rerunning `fstmatch demo` skips finished stages)."),
         ("h", 2, "Claims, in one place"),
         ("ul", _claims(s)),
@@ -174,9 +174,9 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
               "show what FST-Synth supports, not the paper's numbers on FF++. **SEM** is the standard error over "
               "the analysed images (it includes Shapley estimator noise); **estimator noise** is the part caused "
               "by the Shapley sampling alone (maps redrawn from their per-cell stderr). Neither includes the "
-              "variation between training runs, which on the tiny preset is larger: another training seed "
-              "(`--set train.seed=1`) reversed the H2 and the noise-corrected H3 verdicts "
-              "(docs/hypotheses.md). Read one run's verdicts as anecdotes, not findings."),
+              "variation between training runs, which on the tiny preset is larger: other training seeds "
+              "reversed the H1 and H2 verdicts (RESULTS.md). Read one run's verdicts as anecdotes; "
+              "`fstmatch demo --seeds 0 1 2` judges each claim across independently trained models."),
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "

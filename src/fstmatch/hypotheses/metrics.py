@@ -1,4 +1,4 @@
-"""The paper's hypothesis metrics (SPEC §4) on Shapley maps of visual concepts.
+"""The paper's hypothesis metrics (docs/method.md §4) on Shapley maps of visual concepts.
 
 Maps are stacks ``(N, G, G)`` (a single ``(G, G)`` map is treated as ``N = 1``), numpy arrays or
 torch tensors. Every function unit-normalises each map over its G² cells first (a map that is all
@@ -38,7 +38,7 @@ def as_maps(phi: Any) -> np.ndarray:
 
 
 def unit_normalise(phi: Any) -> np.ndarray:
-    """Each map divided by its L2 norm over the G² cells (SPEC §3); zero maps stay zero."""
+    """Each map divided by its L2 norm over the G² cells (docs/method.md §3); zero maps stay zero."""
     arr = as_maps(phi)
     norm = np.sqrt((arr**2).sum(axis=(1, 2), keepdims=True))
     return np.divide(arr, norm, out=np.zeros_like(arr), where=norm > 0)
@@ -62,7 +62,7 @@ def top_mask(u: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def union_mask(phi_s: Any, phi_t: Any, threshold: float) -> np.ndarray:
-    """Top cells of the source/target union ``max(φs, φt)`` of unit maps (SPEC §4), bool ``(N, G, G)``."""
+    """Top cells of the source/target union ``max(φs, φt)`` of unit maps (docs/method.md §4), bool ``(N, G, G)``."""
     u = np.maximum(unit_normalise(phi_s), unit_normalise(phi_t))
     return top_mask(u, threshold)
 

@@ -1,7 +1,7 @@
 """The training protocol of the study: which data each analysed or compared model is trained on.
 
 Analysed models (H1-H3) are trained on **raw** training frames, with the analysed frames held out
-(SPEC §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired`` and ``det_unpaired`` (H2). The
+(docs/method.md §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired`` and ``det_unpaired`` (H2). The
 detection comparison trains ``det_all`` and ``fstmatching`` alike on the training frames of **all
 three** compressions. Used by ``fstmatch demo`` and by ``fstmatch verify`` with ``train_missing``.
 """

@@ -148,9 +148,10 @@ def _frac(f: float | None) -> str:
     return "–" if f is None else f"{f:.0%}"
 
 
-def _row(what: str, a: Mapping[str, Any]) -> list[Any]:
+def _row(what: str, a: Mapping[str, Any], judged: bool = True) -> list[Any]:
+    """One quantity's aggregate; ``judged=False`` for rows shown for reference (not a claim's sign)."""
     return [what, num(a["mean"]), num(a["se"]), _interval(a), num(a["sd"]), num(a.get("within_sem")),
-            num(a.get("excess_sd")), _frac(a.get("held_fraction")), f"**{a['verdict']}**"]
+            num(a.get("excess_sd")), _frac(a.get("held_fraction")), f"**{a['verdict']}**" if judged else "–"]
 
 
 HEADER = ["quantity", "mean over seeds", "between-seed SE", "95 % interval (t)", "between-seed SD",
@@ -196,24 +197,21 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
         ("table", HEADER, [_row(m, v) for m, v in h1["Q"].items()]),
         ("h", 2, "H2: paired − unpaired Q per method"),
         ("table", HEADER, [_row(f"{m}: paired − unpaired", v) for m, v in h2["diff"].items()]
-         + [_row(f"{m}: Q paired", h2["Q_paired"][m]) for m in h2["diff"]]
-         + [_row(f"{m}: Q unpaired", h2["Q_unpaired"][m]) for m in h2["diff"]]),
+         + [_row(f"{m}: Q paired", h2["Q_paired"][m], False) for m in h2["diff"]]
+         + [_row(f"{m}: Q unpaired", h2["Q_unpaired"][m], False) for m in h2["diff"]]),
         ("h", 2, "H3: stability δ under compression"),
         ("p", "The claim's margins are δ_model − δ_det (> 0 claimed), on the same frames; the second set is net "
-              "of estimator noise (δ / reproducibility, docs/method.md §4). The δ rows themselves are shown for "
-              "reference (their verdict column only says whether δ is above 0)."),
+              "of estimator noise (δ / reproducibility, docs/method.md §4). The δ and reproducibility rows are "
+              "shown for reference."),
         ("table", HEADER, [_row(f"δ_{r} − δ_det", v) for r, v in h3["gap"].items()]
          + [_row(f"(δ/repro)_{r} − (δ/repro)_det", v) for r, v in h3["gap_corrected"].items()]
-         + [_row(f"δ_{r}", v) for r, v in h3["delta"].items()]
-         + [_row(f"reproducibility_{r}", v) for r, v in h3["reproducibility"].items()]),
+         + [_row(f"δ_{r}", v, False) for r, v in h3["delta"].items()]
+         + [_row(f"reproducibility_{r}", v, False) for r, v in h3["reproducibility"].items()]),
         ("h", 2, "Detection: FST-Matching − det at c40 (frame AUC)"),
         ("p", "Per seed, the difference of the two test AUCs at c40; its within-seed SE combines the two "
               "Hanley–McNeil SEs. Both models are trained alike on all three compressions."),
-        ("table", HEADER, [_row("FST-Matching − det, c40", fd["difference"]), _row("FST-Matching AUC, c40",
-                                                                                 fd["fstmatching_auc"]),
-                           _row("det AUC, c40", fd["det_auc"])]
-         + [_row(f"{k} AUC, {c}", v["auc"]) for k, comps in a["detection"].items() for c, v in comps.items()
-            if c != "c40" or k == "det_raw"]),
+        ("table", HEADER, [_row("FST-Matching − det, c40", fd["difference"])]
+         + [_row(f"{k} AUC, {c}", v["auc"], False) for k, comps in a["detection"].items() for c, v in comps.items()]),
     ]
     if a.get("truth"):
         blocks += [

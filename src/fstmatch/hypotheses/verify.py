@@ -266,7 +266,7 @@ def run_h3(run: _Run) -> dict[str, Any]:
 
 
 def run_truth(run: _Run) -> dict[str, Any]:
-    """Ground-truth scores (SPEC §8) of every raw map computed in this run."""
+    """Ground-truth scores (docs/method.md §8) of every raw map computed in this run."""
     if run.masks is None:
         return {}
     fractions = region_fractions(run.masks, run.cfg.shapley.grid)
