@@ -192,7 +192,8 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
               "**within-seed SEM** is the standard error over the analysed images of each seed (Shapley estimator "
               "noise included), as root mean square over seeds; **SD beyond the SEM** = √max(SD² − SEM², 0) is "
               "the seed-to-seed variation that the per-image SEM does not contain — the part due to training "
-              "the models again."),
+              "the models again. The seeds share the analysed frames: the interval covers retraining and "
+              "estimator noise for these frames, not the choice of frames (for that, compare the SEM column)."),
         ("h", 2, "H1: Q per method"),
         ("table", HEADER, [_row(m, v) for m, v in h1["Q"].items()]),
         ("h", 2, "H2: paired − unpaired Q per method"),
