@@ -161,7 +161,11 @@ HEADER = ["quantity", "mean over seeds", "between-seed SE", "95 % interval (t)",
 def _per_seed_table(per: Mapping[str, Any], rows: list[tuple[str, Callable[[Mapping[str, Any]], Any]]]) -> Block:
     seeds = list(per)
     return ("table", ["quantity", *[f"seed {k}" for k in seeds]],
-            [[name, *[num(get(per[k])) for k in seeds]] for name, get in rows])
+            [[name, *[_cell(get(per[k])) for k in seeds]] for name, get in rows])
+
+
+def _cell(v: Any) -> str:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else num(v)
 
 
 def study_blocks(s: Mapping[str, Any]) -> list[Block]:
