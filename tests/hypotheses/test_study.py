@@ -88,6 +88,15 @@ def test_aggregate_by_hand() -> None:
     assert a["truth"]["det"]["lift"]["mean"] == pytest.approx(1.30) and a["truth"]["det"]["lift"]["verdict"] == HELD
 
 
+def test_aggregate_of_verify_summaries_without_detection() -> None:
+    per = {k: {key: v for key, v in s.items() if key not in ("detection", "fstmatching_vs_det_c40")}
+           for k, s in PER_SEED.items()}
+    a = aggregate(per)
+    assert "fstmatching_vs_det_c40" not in a and a["detection"] == {}
+    assert a["h3"]["verdict"] == HELD and a["h1"]["verdict"] == CONTRADICTED
+    assert "difference" not in format_study({"seeds": [0, 1, 2], "aggregate": a})
+
+
 def test_aggregate_needs_two_seeds() -> None:
     with pytest.raises(ValueError, match="two seeds"):
         aggregate({0: PER_SEED[0]})

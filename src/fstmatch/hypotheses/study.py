@@ -62,7 +62,10 @@ def _fraction(per: Summaries, flag: Callable[[Mapping[str, Any]], Any]) -> float
 
 
 def aggregate(per: Summaries) -> dict[str, Any]:
-    """The ``aggregate`` block of a study's summary from the per-seed summaries (seed -> summary)."""
+    """The ``aggregate`` block of a study's summary from the per-seed summaries (seed -> summary).
+
+    Works on ``fstmatch verify`` summaries too (models trained per seed elsewhere): H1-H3 and the
+    ground truth are aggregated, the detection parts only when present."""
     if len(per) < 2:
         raise ValueError("a study aggregates at least two seeds")
     out: dict[str, Any] = {"seeds": list(per), "rule": VERDICT_RULE}
@@ -98,16 +101,16 @@ def aggregate(per: Summaries) -> dict[str, Any]:
     h3["held_fraction_corrected"] = _fraction(per, lambda s: s["h3"].get("holds_corrected"))
     out["h3"] = h3
 
-    fd = {k: _across(per, lambda s, k=k: s["fstmatching_vs_det_c40"][k]) for k in ("fstmatching_auc", "det_auc")}
-    fd["difference"] = _across(per, lambda s: s["fstmatching_vs_det_c40"]["difference"],
-                               lambda s: s["fstmatching_vs_det_c40"]["stderr"],
-                               lambda s: (s["fstmatching_vs_det_c40"]["difference"] or 0) > 0)
-    out["fstmatching_vs_det_c40"] = {"claim": CLAIMS["detection"], **fd, "verdict": fd["difference"]["verdict"]}
-
     first = next(iter(per.values()))
+    if "fstmatching_vs_det_c40" in first:  # demo summaries; a verify summary has no detection
+        fd = {k: _across(per, lambda s, k=k: s["fstmatching_vs_det_c40"][k]) for k in ("fstmatching_auc", "det_auc")}
+        fd["difference"] = _across(per, lambda s: s["fstmatching_vs_det_c40"]["difference"],
+                                   lambda s: s["fstmatching_vs_det_c40"]["stderr"],
+                                   lambda s: (s["fstmatching_vs_det_c40"]["difference"] or 0) > 0)
+        out["fstmatching_vs_det_c40"] = {"claim": CLAIMS["detection"], **fd, "verdict": fd["difference"]["verdict"]}
     out["detection"] = {key: {c: {"auc": _across(per, lambda s, key=key, c=c: s["detection"][key][c]["auc"],
                                                  lambda s, key=key, c=c: s["detection"][key][c].get("auc_se"))}
-                              for c in comps} for key, comps in first["detection"].items()}
+                              for c in comps} for key, comps in first.get("detection", {}).items()}
     out["truth"] = {}
     for role in first.get("truth", {}):
         lift = _across(per, lambda s, role=role: s["truth"][role]["lift"],
@@ -259,13 +262,14 @@ def write_study_report(out: Path, summary: Mapping[str, Any]) -> tuple[Path, Pat
 def format_study(summary: Mapping[str, Any]) -> str:
     """Console digest: one line per claim with its verdict and interval."""
     a = summary["aggregate"]
-    fd = a["fstmatching_vs_det_c40"]["difference"]
     lines = [f"study over seeds {', '.join(map(str, summary['seeds']))} (mean [95 % interval]; verdict):"]
     for key, field in (("h1", "Q"), ("h2", "diff"), ("h3", "gap")):
         block = a[key]
         lines.append(f"  {CLAIMS[key]}: {block['verdict'].upper()}")
         lines += [f"      {m:<16} {num(v['mean'])} {_interval(v)}" for m, v in block[field].items()]
     lines.append(f"  {CLAIMS['h3_corrected']}: {a['h3']['verdict_corrected'].upper()}")
-    lines.append(f"  {CLAIMS['detection']}: {a['fstmatching_vs_det_c40']['verdict'].upper()}  "
-                 f"difference {num(fd['mean'])} {_interval(fd)}")
+    if "fstmatching_vs_det_c40" in a:
+        fd = a["fstmatching_vs_det_c40"]["difference"]
+        lines.append(f"  {CLAIMS['detection']}: {a['fstmatching_vs_det_c40']['verdict'].upper()}  "
+                     f"difference {num(fd['mean'])} {_interval(fd)}")
     return "\n".join(lines)
