@@ -25,7 +25,8 @@ whose settings changed is redone, with everything downstream of it.
 
 presets (fstmatch/presets/demo/):
   tiny   the smoke-size study, <= 15 minutes on a 2-core CPU
-  small  more videos, frames and Shapley orderings: a more convincing CPU run (see docs/hypotheses.md)
+  small  more videos, frames and Shapley orderings (48 min on 2 cores; its detectors barely learn at
+         these settings yet: RESULTS.md)
 
 examples:
   fstmatch demo --out demo-out
