@@ -113,6 +113,7 @@ def test_demo_study_over_two_seeds_and_resume(tmp_path: Path, capsys) -> None:
 def _check_outputs_of_seed(where: Path) -> None:
     s = json.loads((where / "summary.json").read_text())
     assert s["seed"] == int(where.name.split("-")[1])
-    for name in ("report.md", "report.html", "verify/h1_Q.png", "runs/fstmatching/model.safetensors"):
+    for name in ("report.md", "report.html", "verify/h1_Q.png", "runs/fstmatching/model.safetensors",
+                 "explorer/index.html"):
         assert (where / name).is_file(), name
     assert all(0 <= s["detection"][k]["c40"]["auc"] <= 1 for k in ("det", "fstmatching", "det_raw"))

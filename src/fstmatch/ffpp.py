@@ -6,7 +6,8 @@ Layout under a root::
     original_sequences/youtube/<comp>/videos/<A>.mp4
     manipulated_sequences/<Method>/<comp>/videos/<A>_<B>.mp4
     <comp folder>/gt/<name>.npz          (FST-Synth ground truth, beside videos/)
-    splits/{train,val,test}.json         (lists of [A, B] pairs of three-digit ids)
+    splits/{train,val,test}.json         (lists of [A, B] pairs of three-digit ids; without it,
+                                          the official FF++ splits shipped with fstmatch)
 
 Labels, as the paper and the reference code use them (FF++'s README names them the other way
 round): fake ``A_B`` has source label A (the video the fake frame was made from) and target
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from fstmatch.errors import UserError
@@ -101,6 +103,13 @@ def write_splits(out_dir: str | Path, splits: dict[str, list[tuple[str, str]]]) 
         atomic_write_json(Path(out_dir) / f"{split}.json", [list(p) for p in splits.get(split, [])], indent=None)
 
 
+def _pairs(text: str, where: str) -> list[tuple[str, str]]:
+    try:
+        return [(str(a), str(b)) for a, b in json.loads(text)]
+    except (json.JSONDecodeError, TypeError, ValueError):
+        raise UserError(f"split file {where} is not a JSON list of [A, B] pairs") from None
+
+
 def read_splits(split_dir: str | Path) -> dict[str, list[tuple[str, str]]]:
     """Read the official split files; a missing file or bad content raises :class:`UserError`."""
     split_dir = Path(split_dir)
@@ -109,12 +118,20 @@ def read_splits(split_dir: str | Path) -> dict[str, list[tuple[str, str]]]:
         path = split_dir / f"{split}.json"
         if not path.is_file():
             raise UserError(f"split file missing: {path} (expected {', '.join(s + '.json' for s in SPLITS)})")
-        try:
-            pairs = json.loads(path.read_text("utf-8"))
-            out[split] = [(str(a), str(b)) for a, b in pairs]
-        except (json.JSONDecodeError, TypeError, ValueError):
-            raise UserError(f"split file {path} is not a JSON list of [A, B] pairs") from None
+        out[split] = _pairs(path.read_text("utf-8"), str(path))
     return out
+
+
+#: Where the shipped copy of the official splits comes from.
+OFFICIAL_SPLITS_SOURCE = "github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json"
+
+
+def official_splits() -> dict[str, list[tuple[str, str]]]:
+    """The official FF++ splits (360 / 70 / 70 pairs of the 1000 original ids), shipped with
+    fstmatch as package data (``fstmatch/ffpp_splits/``, copied from :data:`OFFICIAL_SPLITS_SOURCE`)."""
+    folder = resources.files("fstmatch") / "ffpp_splits"
+    return {split: _pairs((folder / f"{split}.json").read_text("utf-8"), f"{split}.json (shipped)")
+            for split in SPLITS}
 
 
 def video_split_index(splits: dict[str, list[tuple[str, str]]]) -> dict[str, str]:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from fstmatch.data import align_face, alignment_matrix, fit_similarity, five_points, template_points
-from fstmatch.data.align import apply_affine, crop_to_frame, frame_to_crop
+from fstmatch.data.align import (
+    apply_affine,
+    crop_to_frame,
+    deepfakebench_template,
+    frame_to_crop,
+    get_convention,
+)
+from fstmatch.errors import UserError
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
@@ -34,11 +41,45 @@ def test_template_matches_spec_formula_and_scale_definition():
     ratio = 80 / (224 * 0.34967)
     assert t[2, 0] == pytest.approx((-0.00182 * ratio + 0.5) * 224)
     assert t[2, 1] == pytest.approx((0.0357164 * ratio + 0.5) * 224 / ((-0.172844 * ratio + 0.5) * 2.42))
-    # scale shrinks every point towards the canvas centre
-    t9 = template_points(224, 80, scale=0.9)
-    np.testing.assert_allclose(t9 - 112.0, 0.9 * (t - 112.0))
     # canvas and face width scale together
     np.testing.assert_allclose(template_points(448, 160, 1.0), 2 * t)
+
+
+def test_template_scale_is_applied_to_the_mean_face_as_the_reference_does():
+    """Reference ``align_5p``: ``mf = MEAN_FACE * scale`` before placing it (issue 13). Values worked
+    out by hand from the formula: ratio = 80 / (224 * 0.34967) = 1.0213713."""
+    t1, t9 = template_points(224, 80, scale=1.0), template_points(224, 80, scale=0.9)
+    # scale 1.0, nose tip: x = (-0.00182 r + 0.5) 224, y = (0.0357164 r + 0.5) 224 / ((-0.172844 r + 0.5) 2.42)
+    np.testing.assert_allclose(t1[2], [111.58361, 153.51914], atol=1e-4)
+    # scale 0.9: the normalised face times 0.9 first; the eye row stays at 224 / 2.42 = 92.5620
+    np.testing.assert_allclose(t9[0], [75.74570, 92.56198], atol=1e-4)
+    np.testing.assert_allclose(t9[2], [111.62525, 144.58417], atol=1e-4)
+    np.testing.assert_allclose(t9[4], [141.84849, 185.42002], atol=1e-4)
+    assert t9[1, 0] - t9[0, 0] == pytest.approx(72.0, abs=1e-3)  # face_width * scale
+    # not a shrink about the canvas centre (the earlier, wrong reading)
+    assert abs(t9[0, 1] - (112 + 0.9 * (t1[0, 1] - 112))) > 1.5
+
+
+def test_deepfakebench_convention_template_and_points():
+    """DeepfakeBench preprocess.py: ArcFace 112 template, x + 8, scaled to 256, margin scale 1.3."""
+    t = get_convention("deepfakebench").template()
+    # left eye by hand: ((30.2946 + 8) * 256 / 112 + 256 * 0.15) / 1.3 = (87.5305 + 38.4) / 1.3
+    np.testing.assert_allclose(t[0], [96.86963, 120.43305], atol=1e-4)
+    np.testing.assert_allclose(t[4], [153.89873, 191.65556], atol=1e-4)
+    np.testing.assert_allclose(deepfakebench_template(256, 1.0)[1], [(65.5318 + 8) * 256 / 112, 51.5014 * 256 / 112])
+    lm = np.arange(136, dtype=float).reshape(68, 2)
+    np.testing.assert_allclose(get_convention("deepfakebench").points(lm), lm[[37, 44, 30, 49, 55]])
+    with pytest.raises(UserError, match="face_width applies to the fstmatch alignment convention only"):
+        alignment_matrix(lm, 256, 80, convention="deepfakebench")
+    with pytest.raises(UserError, match="choose one of: fstmatch, deepfakebench"):
+        get_convention("arcface")
+    # a face drawn exactly on the template is mapped onto it
+    five = apply_affine(_similarity(8, 1.9, 40, -7), t)
+    lm = np.zeros((68, 2))
+    lm[[37, 44, 30, 49, 55]] = five
+    m = alignment_matrix(lm, convention="deepfakebench")
+    np.testing.assert_allclose(apply_affine(m, five), t, atol=1e-9)
+    assert align_face(np.zeros((400, 400, 3), np.uint8), lm, convention="deepfakebench").shape == (256, 256, 3)
 
 
 @pytest.mark.parametrize("angle,scale,tx,ty", [(0, 1, 0, 0), (17, 1.7, -30, 12), (-40, 0.4, 100, -5)])

@@ -144,8 +144,9 @@ def test_cli_exit_codes(bad_root, bad_out, tmp_path, capsys):
     assert main(["prepare", str(empty), str(tmp_path / "o2")]) == 2
     assert "nothing could be prepared" in capsys.readouterr().err
     assert len(read_jsonl(tmp_path / "o2" / "failures.jsonl")) == 1
-    # missing split files and a bad predictor are user errors too
-    shutil.rmtree(empty / "splits")
+    # a splits/ folder missing a file and a bad predictor are user errors too (a tree without
+    # splits/ at all uses the shipped official splits: test_prepare.py)
+    (empty / "splits" / "val.json").unlink()
     assert main(["prepare", str(empty), str(tmp_path / "o3")]) == 2
     assert "split file missing" in capsys.readouterr().err
     with pytest.raises(UserError, match="predictor not found"):

@@ -147,3 +147,41 @@ def test_kill_and_resume_gives_the_uninterrupted_manifest(micro_synth, micro_pre
     rows = read_manifest(out)
     for r in rows[:: len(rows) // 10]:
         assert (out / r["path"]).read_bytes() == (micro_prepared / r["path"]).read_bytes()
+
+
+def test_official_splits_are_shipped_and_complete():
+    splits = ffpp.official_splits()
+    assert [len(splits[s]) for s in ffpp.SPLITS] == [360, 70, 70]
+    ids = [i for s in ffpp.SPLITS for pair in splits[s] for i in pair]
+    assert sorted(ids) == [f"{i:03d}" for i in range(1000)]  # every original id exactly once
+    assert splits["train"][0] == ("071", "054") and splits["test"][-1] == ("429", "404")
+    assert ("000", "003") in splits["test"] and ("720", "672") in splits["val"]
+
+
+def test_prepare_falls_back_to_the_shipped_splits(micro_synth, tmp_path, capsys):
+    """A tree without splits/: the official splits are used and said so; the micro set's fakes
+    (pairs such as 000_005 that FF++ never made) are not covered and are counted in a warning."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for part in ("original_sequences", "manipulated_sequences"):
+        (tree / part).symlink_to(micro_synth / part)
+    out = prepare(tree, tmp_path / "prep", frames_per_video=1, methods=["Deepfakes"], compressions=["raw"],
+                  landmarks="truth", progress=False)
+    err = capsys.readouterr().err
+    assert "has no splits/ folder: using the official FF++ splits shipped with fstmatch" in err
+    assert "warning: 8 of 16 videos are not in the split files (the official FF++ splits)" in err
+    rows = read_manifest(out)
+    assert {r["video"]: r["split"] for r in rows} == {
+        "000": "test", "001": "train", "002": "train", "003": "test",
+        "004": "val", "005": "train", "006": "train", "007": "train",
+    }
+    reasons = [f["reason"] for f in read_jsonl(out / "failures.jsonl")]
+    assert reasons == ["video not in the split files"] * 8
+    assert json.loads((out / "prepare.json").read_text())["convention"] == "fstmatch"
+
+
+def test_deepfakebench_convention_widens_the_default_margin(micro_synth, tmp_path):
+    out = prepare(micro_synth, tmp_path / "prep", frames_per_video=1, methods=["Deepfakes"], compressions=["raw"],
+                  landmarks="truth", convention="deepfakebench", progress=False)
+    settings = json.loads((out / "prepare.json").read_text())
+    assert settings["convention"] == "deepfakebench" and settings["margin"] == 1.0

@@ -96,3 +96,20 @@ def test_real_timm_resnet18_if_installed() -> None:
     model = create_model("timm:resnet18", num_classes=2).eval()
     assert model.forward_features(torch.rand(1, 3, 64, 64)).shape == (1, 512)
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_weights_path_loads_a_timm_state_dict_strictly(stub_timm, tmp_path: Path) -> None:
+    trained = _StubTimmNet(3)
+    with torch.no_grad():
+        trained.head.weight.normal_()
+        trained.stem.weight.normal_()
+    path = tmp_path / "mine.pth"
+    torch.save(trained.state_dict(), path)  # the timm model's own keys: stem.*, head.*
+    model = create_model("timm:stubnet", num_classes=3, weights=str(path))
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(model(x), trained.head(trained.forward_head(trained.stem((x - 0.5) / 0.5), True)))
+    assert not model.training and model.fst_meta == {"name": "timm:stubnet", "kwargs": {"num_classes": 3}}
+    with pytest.raises(UserError, match=r"shape head.weight: .* \(3, 4\) vs model \(1000, 4\)"):
+        load_model(path, arch="timm:stubnet")  # timm's default 1000 classes: the head does not fit
+    with pytest.raises(UserError, match=r"(?s)does not fit model .timm:stubnet.*shape head.weight"):
+        create_model("timm:stubnet", num_classes=2, weights=str(path))

@@ -21,7 +21,7 @@ from fstmatch import __version__
 from fstmatch.errors import UserError
 
 #: Subcommands in pipeline order.
-COMMANDS: tuple[str, ...] = ("synth", "prepare", "train", "test", "explain", "verify", "demo")
+COMMANDS: tuple[str, ...] = ("synth", "prepare", "train", "test", "explain", "verify", "demo", "browse")
 #: Commands that run models for long enough that the allocator settings matter.
 _HEAVY = {"train", "test", "explain", "verify", "demo"}
 #: glibc malloc settings that stop it returning large blocks to the OS after every batch

@@ -45,3 +45,45 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` and ``--arch``: an fstmatch checkpoint, or another framework's state dict."""
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                        help="fstmatch run directory or model.safetensors; with --arch, a plain state dict "
+                             "(.pth read with weights_only=True, or .safetensors)")
+    parser.add_argument("--arch", metavar="NAME",
+                        help="architecture of a non-fstmatch checkpoint: deepfakebench:xception, "
+                             "deepfakebench:efficientnetb4 (DeepfakeBench's ckpt_best.pth), timm:<name>, resnet18...")
+
+
+def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
+    """Face alignment options; ``None`` = the run's config.yaml, else the convention's default."""
+    parser.add_argument("--convention", choices=("fstmatch", "deepfakebench"),
+                        help="alignment convention: fstmatch (the reference's; canvas 224, scale 0.9) or "
+                             "deepfakebench (its preprocess.py; canvas 256, margin scale 1.3) "
+                             "(default: the run's, else fstmatch)")
+    parser.add_argument("--canvas", type=positive_int, metavar="PX", help="aligned face size in px (default: the convention's)")
+    parser.add_argument("--face-width", type=positive_int, metavar="PX",
+                        help="fstmatch convention: template eye distance in px (default: round(canvas * 80 / 224))")
+    parser.add_argument("--scale", type=float, help="alignment scale (default: the convention's, 0.9 or 1.3)")
+
+
+def resolve_geometry(args: argparse.Namespace, checkpoint: Path) -> dict:
+    """``{"convention", "canvas", "face_width", "scale"}``: the run's ``config.yaml`` input (when
+    ``checkpoint`` is a run directory) overridden by the options given, defaults filled in."""
+    from fstmatch.config import from_dict
+    from fstmatch.train.config import InputConfig
+
+    keys = ("convention", "canvas", "face_width", "scale")
+    given: dict = {}
+    if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
+        from fstmatch.train import load_run_config
+
+        run_input = load_run_config(checkpoint).input
+        given = {k: getattr(run_input, k) for k in keys}
+        if args.convention is not None and args.convention != run_input.convention:
+            given = {"convention": args.convention}  # the run's canvas/scale belong to its own convention
+    given.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    i = from_dict(InputConfig, given, "input")
+    return {k: getattr(i, k) for k in keys}

@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fstmatch.browse import write_explorer
     from fstmatch.hypotheses.demo import run_demo
     from fstmatch.hypotheses.study import format_study
     from fstmatch.report.content import format_verify
@@ -56,4 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_study(summary) if "aggregate" in summary else format_verify(summary))
     print(f"stages {summary['seconds']['total']:.0f} s in all, this invocation "
           f"{summary['invocation_seconds']:.0f} s; report: {args.out / 'report.html'}")
+    # the map explorer (fstmatch browse): DIR/explorer/index.html, per seed in a study
+    for where in ([args.out / f"seed-{k}" for k in summary["seeds"]] if "aggregate" in summary else [args.out]):
+        write_explorer(where)
     return 0

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fstmatch.cli._common import add_compressions_argument, add_methods_argument, positive_int
+from fstmatch.cli._common import (
+    add_compressions_argument,
+    add_geometry_arguments,
+    add_methods_argument,
+    add_model_arguments,
+    positive_int,
+)
 from fstmatch.ffpp import SPLITS
 
 HELP = "Shapley maps (grid cells) of a trained model for the faces of a manifest"
@@ -16,26 +22,32 @@ stderr, n_forward, label, source, target, id, target_kind, class) and a PNG over
 Resumable: images whose .npz exists are skipped (rerun the same command).
 
 Which logit: the model's role decides (det and fstmatching: the det label; source: the source
-identity; target: the target identity); --target-kind overrides it.
+identity; target: the target identity; any two-class model: the det label); --target-kind
+overrides it. Faces are aligned as the run's config.yaml says, else in --convention.
 Multi-process: torchrun --nproc_per_node N -m fstmatch explain ... (images split over ranks).
 
 examples:
   fstmatch explain --checkpoint runs/det --data prep --split test --limit 20 --out maps/det
   fstmatch explain --checkpoint runs/src --data prep --methods Deepfakes --compressions raw c23 c40 \\
       --grid 16 --permutations 64 --out maps/src
+  fstmatch explain --checkpoint xception_best.pth --arch deepfakebench:xception --convention deepfakebench \\
+      --data prep --limit 20 --out maps/xception
 """
 
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
 #: settings that must match when resuming into an existing DIR
-_RESUME_KEYS = ("checkpoint", "grid", "method", "permutations", "antithetic", "baseline", "target_kind",
-                "dtype", "seed", "max_stderr", "canvas", "scale")
+_RESUME_KEYS = ("checkpoint", "arch", "grid", "method", "permutations", "antithetic", "baseline", "target_kind",
+                "dtype", "seed", "max_stderr", "convention", "canvas", "face_width", "scale")
+
+
+#: what explain.json files written before a key existed meant by its absence
+_OLD_DEFAULTS = {"arch": None, "convention": "fstmatch", "face_width": None}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
-                   help="model.safetensors or a run directory holding it")
+    add_model_arguments(p)
     p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to explain (default: %(default)s)")
@@ -57,15 +69,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 weights (fast only on CPUs with AMX / on GPUs)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="masked images per forward (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the orderings (default: %(default)s)")
-    p.add_argument("--canvas", type=positive_int, default=224, help="aligned face size in pixels (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=0.9, help="alignment scale (default: %(default)s)")
+    add_geometry_arguments(p)
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def resolve_target_kind(requested: str, meta: dict) -> str:
-    """det / source / target from --target-kind or the model's role."""
+def resolve_target_kind(requested: str, meta: dict, num_classes: int | None = None) -> str:
+    """det / source / target from --target-kind or the model's role (``num_classes``: the model's
+    output count when it has no role, e.g. a DeepfakeBench detector)."""
     from fstmatch.errors import UserError
 
     if requested != "auto":
@@ -73,7 +85,7 @@ def resolve_target_kind(requested: str, meta: dict) -> str:
     role = (meta or {}).get("name")
     if role in ROLE_TARGET:
         return {"label": "det", "source": "source", "target": "target"}[ROLE_TARGET[role]]
-    num_classes = ((meta or {}).get("kwargs") or {}).get("num_classes")
+    num_classes = ((meta or {}).get("kwargs") or {}).get("num_classes", num_classes)
     if num_classes == 2:
         return "det"
     raise UserError(f"cannot tell which label to explain for a model {role!r}: pass --target-kind det|source|target")
@@ -90,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from fstmatch.cli._common import resolve_geometry
     from fstmatch.data import FaceDataset, filter_rows, read_manifest
     from fstmatch.errors import UserError
     from fstmatch.explain import shapley
@@ -100,26 +113,28 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
-    if args.canvas % args.grid:
-        raise UserError(f"--grid {args.grid} does not divide --canvas {args.canvas}")
+    geometry = resolve_geometry(args, args.checkpoint)
+    if geometry["canvas"] % args.grid:
+        raise UserError(f"--grid {args.grid} does not divide the canvas ({geometry['canvas']} px)")
     info = init_distributed(args.device)
     try:
-        model = load_model(args.checkpoint).to(info.device).eval()
-        kind = resolve_target_kind(args.target_kind, getattr(model, "fst_meta", {}))
+        model = load_model(args.checkpoint, arch=args.arch).to(info.device).eval()
+        kind = resolve_target_kind(args.target_kind, getattr(model, "fst_meta", {}), getattr(model, "num_classes", None))
         key = KIND_KEY[kind]
         rows = read_manifest(args.data)
         root = args.data if args.data.is_dir() else args.data.parent
         rows = filter_rows(rows, split=args.split, methods=args.methods, compressions=args.compressions)
         if args.limit:
             rows = rows[: args.limit]
-        settings = {"checkpoint": str(args.checkpoint.resolve()), "grid": args.grid, "method": args.method,
+        settings = {"checkpoint": str(args.checkpoint.resolve()), "arch": args.arch, "grid": args.grid,
+                    "method": args.method,
                     "permutations": args.permutations, "antithetic": not args.no_antithetic,
                     "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
-                    "seed": args.seed, "max_stderr": args.max_stderr, "canvas": args.canvas, "scale": args.scale}
+                    "seed": args.seed, "max_stderr": args.max_stderr, **geometry}
         config_path = args.out / "explain.json"
         if config_path.exists():
             old = json.loads(config_path.read_text())
-            changed = [k for k in _RESUME_KEYS if old.get(k) != settings[k]]
+            changed = [k for k in _RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings[k]]
             if changed:
                 raise UserError(
                     f"{args.out} holds maps made with other settings ({', '.join(changed)} differ): "
@@ -133,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
         if not todo:
             return 0
-        data = FaceDataset(todo, root, canvas=args.canvas, scale=args.scale)
+        data = FaceDataset(todo, root, **geometry)
         step = info.world_size
         bar = tqdm(total=len(todo), unit="img", disable=args.no_progress or not info.is_main, dynamic_ncols=True)
         spent = 0

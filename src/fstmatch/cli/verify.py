@@ -19,7 +19,10 @@ use). Writes DIR/summary.json, figures (PNG) and DIR/maps/*.npz (cached maps: a 
 
 The config (YAML, keys of fstmatch.hypotheses.VerifyConfig) names the manifest and a checkpoint
 (run directory or .safetensors) per role: source, target, det (H1, H3), det_paired and
-det_unpaired (H2), optionally fstmatching (ground-truth score). See docs/hypotheses.md.
+det_unpaired (H2), optionally fstmatching (ground-truth score). Another framework's detector is
+given as {path: ..., arch: ...}, e.g. det: {path: xception_best.pth, arch: deepfakebench:xception},
+with images.convention: deepfakebench (its face alignment; the encoders must be trained on it).
+See docs/hypotheses.md and docs/models.md ("Explain your DeepfakeBench detector").
 
 examples:
   fstmatch verify --hypothesis 1 --config verify.yaml --out out/verify
@@ -38,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fstmatch.browse import write_explorer
     from fstmatch.config import load_config
     from fstmatch.hypotheses.config import VerifyConfig
     from fstmatch.hypotheses.verify import verify
@@ -49,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     blocks = [("h", 1, "fstmatch verify"), *hypothesis_blocks(summary)]
     md, page = write_report(args.out, blocks, title="fstmatch verify")
     print(f"wrote {args.out / 'summary.json'}, {md}, {page}")
+    write_explorer(args.out, progress=not args.no_progress)  # DIR/explorer/index.html (fstmatch browse)
     return 0

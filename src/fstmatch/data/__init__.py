@@ -11,7 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "align": ("align_face", "alignment_matrix", "fit_similarity", "five_points", "inter_ocular", "template_points"),
+    "align": ("align_face", "alignment_matrix", "fit_similarity", "five_points", "get_convention", "inter_ocular",
+              "template_points"),
     "augment": ("AugmentConfig", "FaceAugment", "build_augment"),
     "dataset": ("FaceDataset", "load_face"),
     "manifest": ("filter_rows", "h2_sets", "holdout_frames", "read_manifest", "row_id"),
@@ -20,7 +21,7 @@ _EXPORTS = {
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "AugmentConfig", "FaceAugment", "FaceDataset", "align_face", "alignment_matrix", "build_augment",
-    "filter_rows", "fit_similarity", "five_points", "h2_sets", "holdout_frames", "inter_ocular",
+    "filter_rows", "fit_similarity", "five_points", "get_convention", "h2_sets", "holdout_frames", "inter_ocular",
     "load_face", "prepare", "read_manifest", "row_id", "template_points",
 ]
 assert sorted(__all__) == sorted(_MODULE_OF)
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         alignment_matrix,
         fit_similarity,
         five_points,
+        get_convention,
         inter_ocular,
         template_points,
     )

@@ -13,15 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fstmatch.data.align import alignment_matrix, crop_to_frame, frame_to_crop
+from fstmatch.data.align import Convention, alignment_matrix, crop_to_frame, frame_to_crop, get_convention
 from fstmatch.data.augment import FaceAugment
 from fstmatch.data.manifest import Row
 from fstmatch.errors import UserError
-
-
-def default_face_width(canvas: int) -> int:
-    """``round(canvas * 80 / 224)``: the reference's 80 px inter-ocular distance on 224 px."""
-    return round(canvas * 80 / 224)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -85,9 +80,10 @@ def aligned_face(
     row: Row,
     root: str | Path,
     *,
-    canvas: int = 224,
+    canvas: int | None = None,
     face_width: float | None = None,
-    scale: float = 0.9,
+    scale: float | None = None,
+    convention: str | Convention = "fstmatch",
     landmarks_from: Row | None = None,
     with_masks: bool = False,
     augment: FaceAugment | None = None,
@@ -95,14 +91,15 @@ def aligned_face(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`load_face` with optional augmentation (``augment`` and its ``rng`` for this item)."""
     root = Path(root)
-    fw = default_face_width(canvas) if face_width is None else face_width
+    conv = get_convention(convention)
+    canvas = conv.canvas if canvas is None else canvas
     crop = read_rgb(root / row["path"])
     landmarks = crop_landmarks(row, root, crop.shape[1], landmarks_from)
     if augment is not None:
         if rng is None:
             raise ValueError("augmentation needs an rng")
-        scale = augment.alignment_scale(rng)
-    h = _as3x3(alignment_matrix(landmarks, canvas, fw, scale))
+        scale = conv.jitter_scale(scale, augment.alignment_scale(rng), augment.cfg.scale_mean)
+    h = _as3x3(alignment_matrix(landmarks, canvas, face_width, scale, conv))
     if augment is not None:
         h = augment.jitter(canvas, rng) @ h
     h_image, source = h, crop
@@ -126,9 +123,10 @@ def load_face(
     row: Row,
     root: str | Path,
     *,
-    canvas: int = 224,
+    canvas: int | None = None,
     face_width: float | None = None,
-    scale: float = 0.9,
+    scale: float | None = None,
+    convention: str | Convention = "fstmatch",
     landmarks_from: Row | None = None,
     with_masks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -136,8 +134,11 @@ def load_face(
 
     Args:
         row: a manifest row; ``root``: the manifest's folder (paths in rows are relative to it).
-        canvas: output side, px. face_width: template eye distance, px (``None``:
-            ``round(canvas * 80 / 224)``). scale: template scale about the canvas centre.
+        convention: alignment convention (``"fstmatch"`` or ``"deepfakebench"``, see
+            :mod:`fstmatch.data.align`); ``None`` below means its default.
+        canvas: output side, px (fstmatch 224, deepfakebench 256). face_width: fstmatch template
+            eye distance at scale 1, px (``None``: ``round(canvas * 80 / 224)``). scale: the
+            convention's scale (fstmatch: template scale, 0.9; deepfakebench: margin scale, 1.3).
         landmarks_from: align with the landmarks of another row of the same frame (hypothesis 3:
             the raw version's landmarks for its c23/c40 versions), mapped through both boxes.
         with_masks: also return the ground-truth masks warped by the same (bilinear) transform.
@@ -147,7 +148,7 @@ def load_face(
         (donor, trace) in [0, 1] or ``None`` when not asked.
     """
     return aligned_face(
-        row, root, canvas=canvas, face_width=face_width, scale=scale,
+        row, root, canvas=canvas, face_width=face_width, scale=scale, convention=convention,
         landmarks_from=landmarks_from, with_masks=with_masks,
     )
 
@@ -157,7 +158,8 @@ class FaceDataset(Dataset):
 
     Item ``i``: ``image`` float32 (3, canvas, canvas) in [0, 1]; ``label``, ``source``, ``target``
     int64 scalar tensors; ``id`` (str); ``index`` (= i); ``masks`` float32 (2, canvas, canvas)
-    when ``with_masks``. ``augment`` comes from :func:`fstmatch.data.build_augment`.
+    when ``with_masks``. ``augment`` comes from :func:`fstmatch.data.build_augment`. Geometry
+    (``convention``, ``canvas``, ``face_width``, ``scale``) as in :func:`load_face`.
     """
 
     def __init__(
@@ -165,17 +167,20 @@ class FaceDataset(Dataset):
         rows: Sequence[Row],
         root: str | Path,
         *,
-        canvas: int = 224,
+        canvas: int | None = None,
         face_width: float | None = None,
-        scale: float = 0.9,
+        scale: float | None = None,
+        convention: str | Convention = "fstmatch",
         augment: FaceAugment | None = None,
         with_masks: bool = False,
     ) -> None:
         if not rows:
             raise UserError("FaceDataset got no rows")
+        self.convention = get_convention(convention)
+        self.convention.template(canvas, face_width, scale)  # bad geometry fails here, not in a worker
         self.rows = list(rows)
         self.root = Path(root)
-        self.canvas = canvas
+        self.canvas = self.convention.canvas if canvas is None else canvas
         self.face_width = face_width
         self.scale = scale
         self.augment = augment
@@ -189,7 +194,7 @@ class FaceDataset(Dataset):
         rng = self.augment.rng(index) if self.augment is not None else None
         image, masks = aligned_face(
             row, self.root, canvas=self.canvas, face_width=self.face_width, scale=self.scale,
-            with_masks=self.with_masks, augment=self.augment, rng=rng,
+            convention=self.convention, with_masks=self.with_masks, augment=self.augment, rng=rng,
         )
         item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),

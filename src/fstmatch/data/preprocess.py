@@ -40,8 +40,16 @@ from fstmatch.utils.io import atomic_path, atomic_write_json, write_jsonl
 
 LAYOUT_HELP = (
     "expected an FF++ layout: ROOT/original_sequences/youtube/<raw|c23|c40>/videos/<A>.mp4, "
-    "ROOT/manipulated_sequences/<Method>/<raw|c23|c40>/videos/<A>_<B>.mp4 and ROOT/splits/{train,val,test}.json"
+    "ROOT/manipulated_sequences/<Method>/<raw|c23|c40>/videos/<A>_<B>.mp4 and optionally "
+    "ROOT/splits/{train,val,test}.json (without it, the official FF++ splits shipped with fstmatch)"
 )
+#: Crop margin per alignment convention: the context its aligned canvas needs. The deepfakebench
+#: canvas (margin scale 1.3) reaches further around the face: on micro FST-Synth's 576 frames (dlib
+#: landmarks) 9.0% of it (mean) fell outside a margin-0.6 crop, 0.7% at 0.8, 0.03% at 0.9, none at
+#: 1.0; the fstmatch canvas at scale 0.9 lies inside at 0.6 (2026-12-01).
+DEFAULT_MARGIN = {"fstmatch": 0.6, "deepfakebench": 1.0}
+#: Keys added to ``prepare.json`` after it was first written, with what their absence meant.
+_LATER_SETTINGS = {"convention": "fstmatch"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Settings:
     landmarks: str  # "dlib" or "truth"
     predictor: str | None  # shape predictor path (None: face_recognition_models' 68-point model)
     margin: float  # context around the landmarks' box, fraction of its extent per side
+    convention: str  # alignment convention the crops are made for (sets the default margin)
     crop_size: int | None  # crop PNG side, px (None: the box at native resolution)
     detect_side: int  # shorter side of the frame the detector sees, px
 
@@ -79,6 +88,8 @@ class VideoTask:
 
 # ----------------------------------------------------------------------------------------------
 # scanning ROOT
+
+_NOT_IN_SPLITS = "video not in the split files"
 
 
 def _present(names: Iterable[str], folder_of: Any) -> list[str]:
@@ -127,7 +138,7 @@ def scan(
                     continue
                 split = split_index.get(name)
                 if split is None:
-                    failures.append({"video": rel, "reason": "video not in the split files"})
+                    failures.append({"video": rel, "reason": _NOT_IN_SPLITS})
                     continue
                 tasks.append(VideoTask(method, comp, name, split, labels.label, labels.source, labels.target))
     return tasks, failures
@@ -299,6 +310,17 @@ def _run_group(
 # the whole run
 
 
+def _split_index(root: Path, splits: str | Path | None) -> tuple[dict[str, str], str]:
+    """Video name -> split, from ``splits`` (a folder), else ROOT/splits, else the shipped official
+    FF++ splits (said on stderr); and where they came from."""
+    if splits is None and not (root / "splits").exists():
+        print(f"fstmatch prepare: {root} has no splits/ folder: using the official FF++ splits shipped with "
+              f"fstmatch ({ffpp.OFFICIAL_SPLITS_SOURCE})", file=sys.stderr)
+        return ffpp.video_split_index(ffpp.official_splits()), "the official FF++ splits"
+    folder = Path(splits) if splits is not None else root / "splits"
+    return ffpp.video_split_index(ffpp.read_splits(folder)), str(folder)
+
+
 def _check_settings(out: Path, settings: Settings) -> None:
     path = out / "prepare.json"
     if path.is_file():
@@ -306,6 +328,8 @@ def _check_settings(out: Path, settings: Settings) -> None:
             old = json.loads(path.read_text("utf-8"))
         except json.JSONDecodeError:
             old = None
+        if old is not None:
+            old = {**_LATER_SETTINGS, **old}
         if old != asdict(settings):
             raise UserError(
                 f"{out} was prepared with other settings ({old}); use a new OUT folder or delete {out}"
@@ -337,8 +361,9 @@ def prepare(
     predictor: str | Path | None = None,
     landmarks: Literal["dlib", "truth"] = "dlib",
     strict: bool = False,
-    margin: float = 0.6,
+    margin: float | None = None,
     crop_size: int | None = None,
+    convention: str = "fstmatch",
     detect_side: int = 360,
     progress: bool = True,
 ) -> Path:
@@ -347,17 +372,23 @@ def prepare(
     Args:
         frames_per_video: K frames evenly spaced per video. methods: manipulations (``None``:
             those present; reals are always included). compressions: ``None``: those present.
-        splits: folder of train/val/test.json (default ROOT/splits). workers: processes.
+        splits: folder of train/val/test.json (default ROOT/splits; when ROOT has none, the official
+            FF++ splits shipped with fstmatch, :func:`fstmatch.ffpp.official_splits`). Videos the
+            splits do not cover are skipped with a warning giving their count. workers: processes.
         predictor: another dlib shape predictor (first 68 points used). landmarks: ``"dlib"``
             (detector + predictor) or ``"truth"`` (FST-Synth ground truth, score null).
         strict: raise :class:`UserError` when any problem was recorded (after writing everything).
-        margin, crop_size, detect_side: see :class:`Settings`.
+        margin, crop_size, detect_side: see :class:`Settings`; ``margin=None``: the convention's
+            (:data:`DEFAULT_MARGIN`). convention: the alignment convention the crops are for.
     Raises:
         UserError: ROOT not an FF++ tree, bad arguments, nothing prepared, or ``strict`` and problems.
     """
     root, out = Path(root), Path(out)
     if not root.is_dir() or not ((root / "original_sequences").is_dir() or (root / "manipulated_sequences").is_dir()):
         raise UserError(f"{root} is not an FF++ tree: {LAYOUT_HELP}")
+    if convention not in DEFAULT_MARGIN:
+        raise UserError(f"unknown alignment convention {convention!r}; choose one of: {', '.join(DEFAULT_MARGIN)}")
+    margin = DEFAULT_MARGIN[convention] if margin is None else margin
     if landmarks not in ("dlib", "truth"):
         raise UserError(f"landmarks must be 'dlib' or 'truth', not {landmarks!r}")
     if frames_per_video < 1 or workers < 1:
@@ -370,16 +401,21 @@ def prepare(
         ffpp.check_method(m)
     for c in compressions or ():
         ffpp.check_compression(c)
-    split_index = ffpp.video_split_index(ffpp.read_splits(splits if splits is not None else root / "splits"))
+    split_index, split_source = _split_index(root, splits)
     settings = Settings(
         frames_per_video=frames_per_video,
         landmarks=landmarks,
         predictor=str(Path(predictor).resolve()) if predictor is not None else None,
         margin=float(margin),
+        convention=convention,
         crop_size=crop_size,
         detect_side=detect_side,
     )
     tasks, failures = scan(root, methods, compressions, split_index)
+    uncovered = sum(f["reason"] == _NOT_IN_SPLITS for f in failures)
+    if uncovered:
+        print(f"fstmatch prepare: warning: {uncovered} of {len(tasks) + uncovered} videos are not in the "
+              f"split files ({split_source}); they are skipped and listed in failures.jsonl", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
     done = {task: part for task in tasks if (part := _load_part(task, out)) is not None}

@@ -19,20 +19,36 @@ NEEDS: dict[int, tuple[str, ...]] = {
 
 
 @dataclass
+class ModelRef:
+    """A checkpoint that is not fstmatch's own format: a plain state dict at ``path`` of the
+    registered architecture ``arch`` (e.g. ``deepfakebench:xception``, ``timm:<name>``)."""
+
+    path: str
+    arch: str | None = None
+
+
+@dataclass
 class CheckpointsConfig:
-    """Trained models, per role: a run directory of ``fstmatch train`` or a ``.safetensors`` file.
+    """Trained models, per role: a run directory of ``fstmatch train`` or a ``.safetensors`` file,
+    or ``{path: ..., arch: ...}`` for another framework's state dict (a DeepfakeBench detector:
+    ``det: {path: xception_best.pth, arch: deepfakebench:xception}``).
 
     All analysed models are the raw-trained ones (the paper's protocol): ``det`` is the detector of
     hypotheses 1 and 3, ``det_paired``/``det_unpaired`` those of hypothesis 2. ``fstmatching``
     (optional) only gets a ground-truth score.
     """
 
-    source: str | None = None
-    target: str | None = None
-    det: str | None = None
-    det_paired: str | None = None
-    det_unpaired: str | None = None
-    fstmatching: str | None = None
+    source: str | ModelRef | None = None
+    target: str | ModelRef | None = None
+    det: str | ModelRef | None = None
+    det_paired: str | ModelRef | None = None
+    det_unpaired: str | ModelRef | None = None
+    fstmatching: str | ModelRef | None = None
+
+    def ref(self, role: str) -> tuple[str | None, str | None]:
+        """``(path, arch)`` of ``role`` (``arch`` None: an fstmatch checkpoint)."""
+        value = getattr(self, role)
+        return (value.path, value.arch) if isinstance(value, ModelRef) else (value, None)
 
 
 @dataclass
@@ -50,9 +66,25 @@ class ImagesConfig:
     holdout: float = 1
     per_method: int = 16  # images per method (spread over videos: one frame per video first)
     methods: tuple[str, ...] | None = None  # null: every fake method in the manifest
-    canvas: int = 224
-    face_width: int | None = None  # null: round(canvas * 80 / 224)
-    scale: float = 0.9
+    #: alignment convention of every analysed model's input (fstmatch.data.align): "fstmatch" or
+    #: "deepfakebench" (a DeepfakeBench detector; its encoders must be trained on it too)
+    convention: str = "fstmatch"
+    canvas: int | None = None  # null: the convention's (fstmatch 224, deepfakebench 256)
+    face_width: int | None = None  # fstmatch only; null: round(canvas * 80 / 224)
+    scale: float | None = None  # null: the convention's (fstmatch 0.9, deepfakebench margin 1.3)
+
+    def __post_init__(self) -> None:
+        from fstmatch.data.align import get_convention
+
+        conv = get_convention(self.convention)
+        self.canvas = conv.canvas if self.canvas is None else self.canvas
+        self.scale = conv.scale if self.scale is None else self.scale
+        conv.template(self.canvas, self.face_width, self.scale)  # refuses face_width outside fstmatch
+
+    def geometry(self) -> dict[str, Any]:
+        """The alignment keys, as the TrainConfig ``input`` section spells them."""
+        return {"convention": self.convention, "canvas": self.canvas, "face_width": self.face_width,
+                "scale": self.scale}
 
 
 @dataclass

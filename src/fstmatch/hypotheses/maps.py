@@ -60,8 +60,11 @@ def manifest_path(manifest: str | Path | None) -> Path:
     return path
 
 
-def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: torch.device) -> nn.Module:
-    """The model of ``role`` from ``path`` (run directory or ``.safetensors``), in eval mode."""
+def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: torch.device,
+                    arch: str | None = None, images: ImagesConfig | None = None) -> nn.Module:
+    """The model of ``role`` from ``path`` (run directory or ``.safetensors``; with ``arch``, a plain
+    state dict of that architecture), in eval mode. A training run whose input geometry differs
+    from ``images``' is refused: every map of a run must share one grid over one aligned image."""
     from fstmatch.models import load_model
 
     hint = TRAIN_COMMANDS[role].format(manifest=manifest, path=path or f"runs/{role}")
@@ -70,7 +73,19 @@ def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: t
     p = Path(path)
     if not (p.is_file() or (p / "model.safetensors").is_file()):
         raise UserError(f"checkpoint for {role} not found: {p} (no model.safetensors); train it with:\n  {hint}")
-    return load_model(p).to(device).eval()
+    if images is not None and (p / "config.yaml").is_file():
+        from fstmatch.train import load_run_config
+
+        trained = load_run_config(p).input
+        ours = images.geometry()
+        differ = [k for k in ours if getattr(trained, k) != ours[k]]
+        if differ:
+            raise UserError(
+                f"checkpoints.{role} ({p}) was trained on other faces than the verify images: "
+                + ", ".join(f"{k} {getattr(trained, k)!r} vs images.{k} {ours[k]!r}" for k in differ)
+                + " (train it with the same input.* keys, or change images.*)"
+            )
+    return load_model(p, arch=arch).to(device).eval()
 
 
 def _spread(rows: list[Row], n: int) -> list[Row]:
@@ -133,7 +148,7 @@ def load_images(
     for i, row in enumerate(rows):
         ref = landmarks_from[i] if landmarks_from is not None else None
         img, m = load_face(row, root, canvas=cfg.canvas, face_width=cfg.face_width, scale=cfg.scale,
-                           landmarks_from=ref, with_masks=with_masks)
+                           convention=cfg.convention, landmarks_from=ref, with_masks=with_masks)
         images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)
         masks.append(m)
     x = torch.stack(images) if images else torch.zeros(0, 3, cfg.canvas, cfg.canvas)
@@ -156,7 +171,7 @@ class MapStore:
     """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.
 
     A cache file is reused only when it was made with the same settings (checkpoint file, its size
-    and modification time, grid, permutations, seed, amp, canvas, face width, scale); otherwise it
+    and modification time, grid, permutations, seed, amp, convention, canvas, face width, scale); otherwise it
     is recomputed.
     """
 
@@ -175,7 +190,7 @@ class MapStore:
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
                 "grid": s.grid, "permutations": s.permutations, "seed": seed, "amp": s.amp,
-                "canvas": i.canvas, "face_width": i.face_width, "scale": i.scale}
+                **i.geometry()}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
         if not path.is_file():

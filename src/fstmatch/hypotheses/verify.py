@@ -59,6 +59,18 @@ def _exists(path: str | None) -> bool:
     return bool(path) and (Path(path).is_file() or (Path(path) / "model.safetensors").is_file())
 
 
+def _train_keys(cfg: VerifyConfig) -> dict[str, Any]:
+    """``cfg.train`` with the images' alignment as its ``input`` keys: a model trained here sees the
+    faces its maps are computed on (one convention, one grid for every map of the run)."""
+    geometry = cfg.images.geometry()
+    given = (cfg.train.get("input") or {}) if isinstance(cfg.train.get("input"), dict) else {}
+    clash = [k for k in geometry if k in given and given[k] != geometry[k]]
+    if clash:
+        raise UserError(f"train.input.{clash[0]} = {given[clash[0]]!r} differs from images.{clash[0]} = "
+                        f"{geometry[clash[0]]!r}: models are trained on the faces they are analysed on")
+    return {**cfg.train, "input": {**given, **geometry}}
+
+
 def _noise(statistic: Any, maps: Sequence[Maps], draws: int, seed: int) -> float | None:
     """Estimator noise of ``statistic`` (:func:`perturbed_std`); ``None`` when the maps' stderr is
     undefined (a single antithetic pair or ordering per image gives no spread to measure)."""
@@ -95,15 +107,16 @@ class _Run:
         self.model_info: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, str] = {}
         for role in roles:
-            path = getattr(cfg.checkpoints, role)
-            if cfg.train_missing and not _exists(path):
+            path, arch = cfg.checkpoints.ref(role)
+            if cfg.train_missing and arch is None and not _exists(path):
                 path = path or str(out / "runs" / role)
                 self.log(f"verify: training the missing {role} model into {path}")
-                train_run(train_config(role, self.path, cfg.train, cfg.images.holdout), path)
-            self.models[role] = load_checkpoint(role, path, self.path, self.device)
+                train_run(train_config(role, self.path, _train_keys(cfg), cfg.images.holdout), path)
+            self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, images=cfg.images)
             self.checkpoints[role] = str(path)
             meta = getattr(self.models[role], "fst_meta", {}) or {}
-            self.model_info[role] = {"checkpoint": str(path), "name": meta.get("name"), "kwargs": meta.get("kwargs")}
+            self.model_info[role] = {"checkpoint": str(path), "arch": arch, "name": meta.get("name"),
+                                     "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
         self.forwards: dict[str, int] = {}
 

@@ -50,7 +50,8 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model: ``create_model("resnet18", num_classes=2)``,
-    ``create_model("fstmatching", num_identities=1000)``, ``create_model("timm:convnext_tiny")``.
+    ``create_model("fstmatching", num_identities=1000)``, ``create_model("timm:convnext_tiny")``,
+    ``create_model("deepfakebench:xception", weights="ckpt_best.pth")``.
 
     Every model takes float ``(N, 3, H, W)`` RGB in [0, 1] and normalises internally.
     Unknown names and unknown keyword arguments raise :class:`UserError`.
@@ -65,7 +66,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     else:
         if name not in _REGISTRY:
             raise UserError(
-                f"unknown model {name!r}; choose one of: {', '.join(list_models())} (or timm:<name>)"
+                f"unknown model {name!r}; choose one of: {', '.join(list_models())} "
+                f"(or {', '.join(f'{p}:<name>' for p in sorted(_PREFIX_FACTORIES))})"
             )
         factory = _REGISTRY[name]
         _check_kwargs(name, factory, kwargs)
@@ -87,9 +89,9 @@ def _check_kwargs(name: str, factory: ModelFactory, kwargs: dict[str, Any]) -> N
 
 
 def _rebuild_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The kwargs that rebuild the architecture: JSON-able, without ``pretrained`` (weights come
-    from the saved file, and re-downloading them on load would be wrong)."""
-    out = {k: copy.deepcopy(v) for k, v in kwargs.items() if k != "pretrained"}
+    """The kwargs that rebuild the architecture: JSON-able, without ``pretrained`` / ``weights``
+    (weights come from the saved file, and re-reading or re-downloading them on load would be wrong)."""
+    out = {k: copy.deepcopy(v) for k, v in kwargs.items() if k not in ("pretrained", "weights")}
     try:
         json.dumps(out)
     except TypeError as e:

@@ -1,7 +1,11 @@
-"""Optional adapter: ``create_model("timm:<name>", num_classes=..., pretrained=...)`` wraps a timm
+"""Optional adapter: ``create_model("timm:<name>", num_classes=..., pretrained=..., weights=...)`` wraps a timm
 backbone behind the same interface as the built-in ResNets ([0, 1] input normalised inside,
 ``forward_features`` -> pooled (N, C), ``forward_head``). timm is not a dependency: without it the
 name raises a :class:`UserError` saying how to install it.
+
+``weights=PATH``: a state dict of the timm model itself (what ``torch.save(timm_model.state_dict())``
+writes, ``.pth`` read with ``weights_only=True`` or ``.safetensors``), loaded strictly, classifier
+included; ``pretrained=PATH`` initialises the backbone and skips a classifier of another size.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from torch import Tensor, nn
 from fstmatch.errors import UserError
 from fstmatch.models.layers import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize
 from fstmatch.models.registry import register_prefix
+from fstmatch.models.weights import load_pretrained, load_weights
 
 
 def _import_timm() -> ModuleType:
@@ -35,7 +40,8 @@ class TimmBackbone(nn.Module):
     """
 
     def __init__(
-        self, name: str, num_classes: int = 1000, pretrained: str | None = None, **timm_kwargs: Any
+        self, name: str, num_classes: int = 1000, pretrained: str | None = None, weights: str | None = None,
+        **timm_kwargs: Any,
     ) -> None:
         super().__init__()
         timm = _import_timm()
@@ -52,10 +58,11 @@ class TimmBackbone(nn.Module):
         self.num_features = int(self.model.num_features)
         self.num_classes = num_classes
         if pretrained not in (None, "imagenet"):
-            from fstmatch.models.weights import load_pretrained
-
             classifier = cfg.get("classifier", "fc")
             load_pretrained(self.model, pretrained, classifier_prefixes=(f"{classifier}.",))
+        if weights is not None:
+            load_weights(self.model, weights, arch=f"timm:{name}")
+            self.eval()
 
     def forward_features(self, x: Tensor) -> Tensor:
         maps = self.model.forward_features(self.normalize(x))

@@ -40,6 +40,12 @@ CHECKPOINT_NAME = "model.safetensors"  # the weights file inside a run directory
 # ``model.``/``backbone.`` attributes); stripped only when *every* key carries them.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.")
 _PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+#: How to turn a whole-model pickle into a state dict (done where the model's code lives).
+EXPORT_HINT = (
+    "export its state dict where the model's code runs, for a file you trust: "
+    "python -c \"import torch; m = torch.load('MODEL.p', weights_only=False); "
+    "torch.save(m.state_dict(), 'MODEL.pth')\", then pass MODEL.pth"
+)
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 
 
@@ -109,12 +115,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         raise UserError(f"pretrained weights file not found: {path}")
     if is_safetensors(path) or path.suffix.lower() == ".safetensors":
         return read_safetensors(path)[0]  # refuses a .safetensors name on other content
+    if path.suffix.lower() == ".p":
+        raise UserError(
+            f"{path} is a whole-model pickle (like DeepfakeBench's .p files): reading it means running "
+            f"pickled code, which fstmatch never does. To use it, {EXPORT_HINT}"
+        )
     if path.suffix.lower() not in _PTH_SUFFIXES:
         raise UserError(f"{path}: expected a .safetensors file or a {'/'.join(_PTH_SUFFIXES)} state dict")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise UserError(f"{path}: not a plain tensor state dict (read with weights_only=True): {e}") from e
+        raise UserError(
+            f"{path}: not a plain tensor state dict, refused without running it (read with "
+            f"weights_only=True: {e}). If it is a whole pickled model, {EXPORT_HINT}"
+        ) from e
     return _as_state_dict(obj, str(path))
 
 
@@ -159,13 +173,15 @@ def match_state_dict(
     *,
     skip_prefixes: Sequence[str] = (),
     where: str = "checkpoint",
+    arch: str | None = None,
 ) -> tuple[dict[str, Tensor], list[str]]:
     """Check ``state`` against ``model.state_dict()`` key by key and shape by shape.
 
     Keys under ``skip_prefixes`` (the classifier) that are missing, unexpected or of another
     shape are skipped and returned as notes; BatchNorm's ``num_batches_tracked`` may be absent
-    (older torchvision files). Every other difference goes into one :class:`UserError`.
-    Returns (entries to load, skip notes).
+    (older torchvision files). Every other difference goes into one :class:`UserError` naming
+    the expected architecture (``arch``, else the model's registered name). Returns (entries to
+    load, skip notes).
     """
     own = model.state_dict()
     skipped: list[str] = []
@@ -201,7 +217,7 @@ def match_state_dict(
         elif not key.endswith("num_batches_tracked"):
             problems.append(f"unexpected {key} {_fmt_shape(theirs)}")
     if problems:
-        arch = (getattr(model, "fst_meta", None) or {}).get("name", type(model).__name__)
+        arch = arch or (getattr(model, "fst_meta", None) or {}).get("name", type(model).__name__)
         shown = problems[:200] + ([f"... and {len(problems) - 200} more"] if len(problems) > 200 else [])
         raise UserError(
             f"{where} does not fit model {arch!r} ({len(problems)} mismatch(es); another architecture, "
@@ -211,16 +227,21 @@ def match_state_dict(
 
 
 def load_weights(
-    model: nn.Module, state_or_path: Mapping[str, Tensor] | str | os.PathLike, *, where: str | None = None
+    model: nn.Module,
+    state_or_path: Mapping[str, Tensor] | str | os.PathLike,
+    *,
+    where: str | None = None,
+    arch: str | None = None,
 ) -> nn.Module:
-    """Load weights into ``model`` strictly (every key, every shape); returns ``model``."""
+    """Load weights into ``model`` strictly (every key, every shape); returns ``model``.
+    ``arch`` names the architecture in the error message (default: the model's registered name)."""
     if isinstance(state_or_path, Mapping):
         state, where = dict(state_or_path), where or "state dict"
     else:
         state, where = read_state_dict(state_or_path), where or str(state_or_path)
     target = unwrap_model(model)
     to_load, _ = match_state_dict(
-        target, strip_wrapper_prefixes(state, list(target.state_dict())), where=where
+        target, strip_wrapper_prefixes(state, list(target.state_dict())), where=where, arch=arch
     )
     target.load_state_dict(to_load, strict=False)  # completeness was checked above
     return model
@@ -306,11 +327,27 @@ def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
         return _parse_meta(f.metadata() or {}, path)
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", arch: str | None = None
+) -> nn.Module:
     """Rebuild and load a model written by :func:`save_model`. ``path``: the ``.safetensors``
     file or a run directory holding ``model.safetensors``. Returns the model in eval mode, with
-    the file's metadata as ``model.fst_meta``."""
+    the file's metadata as ``model.fst_meta``.
+
+    With ``arch`` (a registered name such as ``"deepfakebench:xception"``, ``"timm:<name>"`` or
+    ``"resnet18"``), ``path`` is instead a plain state dict of that architecture (``.pth`` read
+    with ``weights_only=True``, or ``.safetensors``), loaded strictly into ``create_model(arch)``.
+    """
     path = _resolve_checkpoint(path)
+    if arch is not None:
+        return _load_state_dict_model(path, arch).to(map_location).eval()
+    if not is_safetensors(path):
+        raise UserError(
+            f"{path} is not a safetensors file, so not an fstmatch checkpoint (and fstmatch never "
+            "unpickles a file). For a DeepfakeBench, timm or other plain state dict, name its "
+            "architecture: arch=... in the library, --arch on the command line (e.g. --arch "
+            "deepfakebench:xception); it is then read with torch.load(weights_only=True)"
+        )
     state, raw_meta = read_safetensors(path)
     meta = _parse_meta(raw_meta, path)
     model = create_model(meta["name"], **meta.get("kwargs", {}))
@@ -318,6 +355,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     model.load_state_dict(to_load, strict=False)
     model.fst_meta = meta
     return model.to(map_location).eval()
+
+
+def _load_state_dict_model(path: Path, arch: str) -> nn.Module:
+    """``create_model(arch)`` with the state dict at ``path`` (prefix models take ``weights=``)."""
+    if ":" in arch:
+        return create_model(arch, weights=str(path))
+    return load_weights(create_model(arch), path)
 
 
 def _resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -50,10 +50,23 @@ class ModelConfig:
 
 @dataclass
 class InputConfig:
-    canvas: int = 224
-    face_width: int | None = None  # null: round(canvas * 80 / 224)
-    scale: float = 0.9  # test-time alignment scale (training jitters around it when augmenting)
+    #: alignment convention (fstmatch.data.align): "fstmatch" (the reference's) or "deepfakebench"
+    #: (train the H1 encoders of a DeepfakeBench detector on its own crops)
+    convention: str = "fstmatch"
+    canvas: int | None = None  # null: the convention's (fstmatch 224, deepfakebench 256)
+    face_width: int | None = None  # fstmatch only; null: round(canvas * 80 / 224)
+    #: test-time alignment scale, null: the convention's (fstmatch 0.9, deepfakebench margin 1.3);
+    #: training jitters around it when augmenting
+    scale: float | None = None
     augment: bool = True  # docs/method.md §2 training augmentation
+
+    def __post_init__(self) -> None:
+        from fstmatch.data.align import get_convention
+
+        conv = get_convention(self.convention)
+        self.canvas = conv.canvas if self.canvas is None else self.canvas
+        self.scale = conv.scale if self.scale is None else self.scale
+        conv.template(self.canvas, self.face_width, self.scale)  # refuses face_width outside fstmatch
 
 
 @dataclass

@@ -123,7 +123,7 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
     i = cfg.input
     augment = build_augment(AugmentConfig(enabled=i.augment), seed=cfg.seed)
     base = FaceDataset(train_rows, path.parent, canvas=i.canvas, face_width=i.face_width, scale=i.scale,
-                       augment=augment)
+                       convention=i.convention, augment=augment)
     weights = None
     if cfg.model.role in ("det", "fstmatching") and d.balance == "sampler":
         weights = balance_weights([int(r["label"]) for r in train_rows])

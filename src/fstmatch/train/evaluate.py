@@ -30,24 +30,26 @@ def model_role(model: nn.Module) -> str:
     name = meta.get("name")
     if name in ROLES:
         return name
-    if meta.get("kwargs", {}).get("num_classes") == 2:
-        return "det"
+    if meta.get("kwargs", {}).get("num_classes") == 2 or getattr(model, "num_classes", None) == 2:
+        return "det"  # e.g. deepfakebench:xception, timm:<name> with two classes
     raise UserError(f"cannot tell what model {name!r} predicts; pass its role (one of {', '.join(ROLES)})")
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, rows: list[dict[str, Any]], root: str | Path, *, role: str, canvas: int = 224,
-    face_width: int | None = None, scale: float = 0.9, batch_size: int = 128, device: torch.device | str = "cpu",
-    amp: str = "none", num_workers: int = 0, progress: bool = True,
+    model: nn.Module, rows: list[dict[str, Any]], root: str | Path, *, role: str, canvas: int | None = None,
+    face_width: int | None = None, scale: float | None = None, convention: str = "fstmatch", batch_size: int = 128,
+    device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0, progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Per-row outputs: ``prob`` (P(fake)) for detectors, ``pred_<head>`` top-1 ids for identity heads."""
+    """Per-row outputs: ``prob`` (P(fake)) for detectors, ``pred_<head>`` top-1 ids for identity heads.
+    Faces are aligned in ``convention`` (``None`` geometry: its defaults, see :func:`fstmatch.data.load_face`)."""
     from tqdm import tqdm
 
     from fstmatch.data import FaceDataset
 
     device = torch.device(device)
-    ds = FaceDataset(rows, Path(root), canvas=canvas, face_width=face_width, scale=scale, augment=None)
+    ds = FaceDataset(rows, Path(root), canvas=canvas, face_width=face_width, scale=scale, convention=convention,
+                     augment=None)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
                 if amp != "none" else contextlib.nullcontext())

@@ -343,7 +343,8 @@ def _validate(model: nn.Module, data: Any, cfg: TrainConfig, device: torch.devic
     out: dict[str, float] = {}
     if main:
         res = evaluate(model, data.val_rows, data.root, role=cfg.model.role, canvas=cfg.input.canvas,
-                       face_width=cfg.input.face_width, scale=cfg.input.scale, batch_size=cfg.eval_batch_size,
+                       face_width=cfg.input.face_width, scale=cfg.input.scale, convention=cfg.input.convention,
+                       batch_size=cfg.eval_batch_size,
                        device=device, amp=cfg.amp, progress=False)
         o = res["overall"]
         for k in ("auc", "acc", "video_auc", "source_acc", "target_acc", "identity_acc"):

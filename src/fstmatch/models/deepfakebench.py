@@ -1,0 +1,233 @@
+"""DeepfakeBench detectors by name: ``create_model("deepfakebench:xception", weights=PATH)`` and
+``create_model("deepfakebench:efficientnetb4", weights=PATH)``.
+
+``PATH`` is a checkpoint exactly as DeepfakeBench (SCLBD/DeepfakeBench) writes it: ``torch.save``
+of its detector module's ``state_dict()`` (``ckpt_best.pth``), whose keys are ``backbone.<...>``
+— every key of its backbone module, the unused ones too (Xception's ``adjust_channel.*``). Our
+modules have exactly that key set (tested), so loading is strict: a missing, unexpected or
+mis-shaped key is a :class:`UserError` naming it and the architecture expected.
+
+What the module computes, for x float ``(N, 3, H, W)`` RGB in [0, 1] (native size 256 px):
+``logits (N, 2) = classifier(features((x - 0.5) / 0.5))``, DeepfakeBench's detector forward with
+its mean = std = 0.5 normalisation (``config/detector/*.yaml``). ``forward_features`` returns the
+pooled features (N, C) that its classifier's linear layer reads (after the ReLU, for Xception),
+``forward_head`` that linear layer, ``forward_maps`` the maps before pooling.
+
+- ``xception``: written here with DeepfakeBench's parameter names (``training/networks/xception.py``,
+  the FaceForensics++ Xception: entry flow conv1/conv2, blocks 1-12, separable conv3/conv4,
+  ``last_linear``); ``mode: original``. ``dropout`` > 0 gives ``last_linear.1.*`` keys, as
+  DeepfakeBench's ``dropout`` option does.
+- ``efficientnetb4``: ``efficientnet_pytorch``'s EfficientNet-B4 (the package DeepfakeBench uses,
+  an optional extra: ``pip install 'fstmatch[deepfakebench]'``), with DeepfakeBench's changes:
+  its stem replaced by a plain ``Conv2d(3, 48, 3, stride=2, bias=False)`` (no "same" padding),
+  ``_fc`` removed, a ``last_layer`` Linear(1792, 2) on average-pooled ``extract_features``.
+
+Whole-model pickles (DeepfakeBench's ``.p`` files) are refused: they can only be read by running
+pickled code; the message says how to export the state dict where DeepfakeBench runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fstmatch.errors import UserError
+from fstmatch.models.layers import ImageNormalize
+from fstmatch.models.registry import register_prefix
+from fstmatch.models.weights import load_weights
+
+#: DeepfakeBench's normalisation (``mean``/``std`` of its detector configs) and input size.
+DFB_MEAN = (0.5, 0.5, 0.5)
+DFB_STD = (0.5, 0.5, 0.5)
+NATIVE_SIZE = 256
+
+
+
+# -- Xception (DeepfakeBench / FaceForensics++ layout) ---------------------------------------
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise ``conv1`` then 1x1 ``pointwise`` (keys as DeepfakeBench's)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
+                 bias: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cin, kernel_size, stride, padding, groups=cin, bias=bias)
+        self.pointwise = nn.Conv2d(cin, cout, 1, 1, 0, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.conv1(x))
+
+
+class Block(nn.Module):
+    """Xception block: ``rep`` (ReLU, SeparableConv, BN) x reps [+ MaxPool], plus a skip
+    (1x1 conv ``skip`` + ``skipbn`` when the shape changes). ``rep`` keeps DeepfakeBench's indices:
+    its ReLUs occupy slots too (slot 0 dropped when the block does not start with a ReLU)."""
+
+    def __init__(self, cin: int, cout: int, reps: int, stride: int = 1, start_with_relu: bool = True,
+                 grow_first: bool = True) -> None:
+        super().__init__()
+        if cout != cin or stride != 1:
+            self.skip: nn.Module | None = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+            self.skipbn = nn.BatchNorm2d(cout)
+        else:
+            self.skip = None
+        layers: list[nn.Module] = []
+        channels = [(cin, cout)] + [(cout, cout)] * (reps - 1) if grow_first else [(cin, cin)] * (reps - 1) + [(cin, cout)]
+        for a, b in channels:
+            layers += [nn.ReLU(inplace=True), SeparableConv2d(a, b, 3, 1, 1), nn.BatchNorm2d(b)]
+        if start_with_relu:
+            layers[0] = nn.ReLU(inplace=False)  # the block's input is reused by the skip
+        else:
+            layers = layers[1:]
+        if stride != 1:
+            layers.append(nn.MaxPool2d(3, stride, 1))
+        self.rep = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skip = x if self.skip is None else self.skipbn(self.skip(x))
+        return self.rep(x) + skip
+
+
+class Xception(nn.Module):
+    """DeepfakeBench's Xception backbone (``mode: original``); ``features(x)`` -> (N, 2048, h, w)
+    maps for normalised x, ``classifier(maps)`` -> logits."""
+
+    def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3, 2, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(32, 64, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.block1 = Block(64, 128, 2, 2, start_with_relu=False)
+        self.block2 = Block(128, 256, 2, 2)
+        self.block3 = Block(256, 728, 2, 2)
+        for i in range(4, 12):  # middle flow
+            setattr(self, f"block{i}", Block(728, 728, 3, 1))
+        self.block12 = Block(728, 1024, 2, 2, grow_first=False)
+        self.conv3 = SeparableConv2d(1024, 1536, 3, 1, 1)
+        self.bn3 = nn.BatchNorm2d(1536)
+        self.conv4 = SeparableConv2d(1536, 2048, 3, 1, 1)
+        self.bn4 = nn.BatchNorm2d(2048)
+        linear = nn.Linear(2048, num_classes)
+        self.last_linear: nn.Module = nn.Sequential(nn.Dropout(dropout), linear) if dropout else linear
+        # Unused by mode "original", but in DeepfakeBench's module and so in its checkpoints.
+        self.adjust_channel = nn.Sequential(nn.Conv2d(2048, 512, 1, 1), nn.BatchNorm2d(512), nn.ReLU(inplace=True))
+        self.num_features = 2048
+
+    def features(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        for i in range(1, 13):
+            x = getattr(self, f"block{i}")(x)
+        x = self.relu(self.bn3(self.conv3(x)))
+        return self.bn4(self.conv4(x))
+
+    def pool(self, maps: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(F.relu(maps), 1).flatten(1)
+
+    def head(self, f: Tensor) -> Tensor:
+        return self.last_linear(f)
+
+    def classifier(self, maps: Tensor) -> Tensor:
+        return self.head(self.pool(maps))
+
+
+# -- EfficientNet-B4 (efficientnet_pytorch, DeepfakeBench's changes) --------------------------
+
+
+def _import_efficientnet() -> ModuleType:
+    try:
+        return importlib.import_module("efficientnet_pytorch")
+    except ImportError as e:
+        raise UserError(
+            "deepfakebench:efficientnetb4 needs efficientnet_pytorch, the package DeepfakeBench uses "
+            f"(pip install 'fstmatch[deepfakebench]'); importing it failed: {e}"
+        ) from e
+
+
+class EfficientNetB4(nn.Module):
+    """DeepfakeBench's EfficientNet-B4 backbone: ``efficientnet`` (efficientnet_pytorch, plain-conv
+    stem, no ``_fc``) and ``last_layer``; ``features`` -> (N, 1792, h, w)."""
+
+    def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        lib = _import_efficientnet()
+        # from_name builds what DeepfakeBench's from_pretrained builds, without downloading weights
+        self.efficientnet = lib.EfficientNet.from_name("efficientnet-b4")
+        self.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)
+        self.efficientnet._fc = nn.Identity()
+        self.dropout_layer = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.last_layer = nn.Linear(1792, num_classes)
+        self.num_features = 1792
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.efficientnet.extract_features(x)
+
+    def pool(self, maps: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(maps, 1).flatten(1)
+
+    def head(self, f: Tensor) -> Tensor:
+        return self.last_layer(self.dropout_layer(f))
+
+    def classifier(self, maps: Tensor) -> Tensor:
+        return self.head(self.pool(maps))
+
+
+# -- the detector: normalisation + backbone, keys "backbone.*" --------------------------------
+
+BACKBONES: dict[str, type[nn.Module]] = {"xception": Xception, "efficientnetb4": EfficientNetB4}
+
+
+class DeepfakeBenchDetector(nn.Module):
+    """A DeepfakeBench detector behind fstmatch's interface; its state dict is DeepfakeBench's
+    (``backbone.*``). ``forward(x) = backbone.classifier(backbone.features((x - 0.5) / 0.5))``."""
+
+    def __init__(self, arch: str, num_classes: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.arch = arch
+        self.normalize = ImageNormalize(DFB_MEAN, DFB_STD)
+        self.backbone = BACKBONES[arch](num_classes=num_classes, dropout=dropout)
+        self.num_features = self.backbone.num_features
+        self.num_classes = num_classes
+        self.native_size = NATIVE_SIZE
+
+    def forward_maps(self, x: Tensor) -> Tensor:
+        """Backbone maps before pooling, (N, C, h, w)."""
+        return self.backbone.features(self.normalize(x))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled features (N, C) that the classifier's linear layer reads."""
+        return self.backbone.pool(self.forward_maps(x))
+
+    def forward_head(self, f: Tensor) -> Tensor:
+        return self.backbone.head(f)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone.classifier(self.forward_maps(x))
+
+
+def create_deepfakebench(name: str, weights: str | os.PathLike | None = None, num_classes: int = 2,
+                         dropout: float = 0.0, **unknown: Any) -> DeepfakeBenchDetector:
+    """``deepfakebench:<name>``; ``weights``: a DeepfakeBench ``state_dict`` file, loaded strictly."""
+    if name not in BACKBONES:
+        raise UserError(
+            f"unknown DeepfakeBench detector {name!r}; known: {', '.join(f'deepfakebench:{k}' for k in BACKBONES)}"
+        )
+    if unknown:
+        raise UserError(f"deepfakebench:{name} got unknown argument(s) {sorted(unknown)}; "
+                        "it accepts weights, num_classes, dropout")
+    model = DeepfakeBenchDetector(name, num_classes=num_classes, dropout=dropout)
+    if weights is not None:
+        load_weights(model, weights, arch=f"deepfakebench:{name}")
+        model.eval()  # a trained detector: BatchNorm must use its running statistics
+    return model
+
+
+register_prefix("deepfakebench", create_deepfakebench)
