@@ -8,7 +8,7 @@ recorded orderings (replicates); its error against the truth map is
 blocks. Forwards for equal error are compared through ``error^2 * forwards`` (budget-independent
 for these estimators):
 
-- **paper** (SPEC §3 reference): each cell's marginal at a uniformly random ordering costs two
+- **paper** (docs/method.md §3 reference): each cell's marginal at a uniformly random ordering costs two
   forwards; its per-sample variance is that of one recorded ordering's marginals (each recorded
   ordering is uniformly random), so ``C = 2 * G^2 * sum_cells var``;
 - **antithetic mean**: the walk's previous estimate (mean of antithetic-pair means);

@@ -4,7 +4,7 @@ vs ``fstmatch.explain.shapley`` with its defaults, side by side on the same mode
 For each image, two fresh processes run one after the other (so load drift hits both alike),
 each timing only the ``shapley`` call, one torch thread each:
 
-- **paper**: ``method="reference"`` (per cell, m orderings, two forwards each: SPEC §3) the way a
+- **paper**: ``method="reference"`` (per cell, m orderings, two forwards each: docs/method.md §3) the way a
   plain script runs it: eager model, default memory layout, batch 64 (``optimize=False``), no
   allocator settings;
 - **engine**: the defaults (``--method``, default ``auto``: the post-stratified antithetic walk or

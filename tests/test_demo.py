@@ -73,3 +73,47 @@ def test_demo_tiny_preset_as_shipped(tmp_path: Path) -> None:
     out = tmp_path / "demo-tiny"
     assert main(["demo", "--out", str(out), "--preset", "tiny"]) == 0
     _check_outputs(out)
+
+
+@pytest.mark.slow
+def test_demo_study_over_two_seeds_and_resume(tmp_path: Path, capsys) -> None:
+    """`demo --seeds 0 1` at test size (about a minute): data once, every run per seed, an aggregate
+    with one verdict per claim; a rerun skips every stage."""
+    out = tmp_path / "study"
+    args = ["demo", "--out", str(out), "--preset", "tiny", "--seeds", "0", "1",
+            *[a for kv in TEST_SIZE for a in ("--set", kv)]]
+    assert main(args) == 0
+    state = json.loads((out / "demo_state.json").read_text())
+    per_seed = [s for s in STAGES if s not in ("synth", "prepare")]
+    assert list(state) == ["synth", "prepare", *[f"seed-{k}/{s}" for k in (0, 1) for s in per_seed]]
+    for k in (0, 1):
+        _check_outputs_of_seed(out / f"seed-{k}")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["seeds"] == [0, 1] and set(s["per_seed"]) == {"0", "1"}
+    agg = s["aggregate"]
+    verdicts = {agg["h1"]["verdict"], agg["h2"]["verdict"], agg["h3"]["verdict"], agg["h3"]["verdict_corrected"],
+                agg["fstmatching_vs_det_c40"]["verdict"]}
+    assert verdicts <= {"held", "not supported", "contradicted"}
+    for m in s["data"]["methods"]:
+        q = agg["h1"]["Q"][m]
+        assert q["n"] == 2 and q["low"] <= q["mean"] <= q["high"]
+        assert q["values"] == [s["per_seed"][k]["h1"]["Q"][m] for k in ("0", "1")]
+    d = agg["fstmatching_vs_det_c40"]["difference"]
+    assert _finite(d["mean"]) and _finite(d["se"])
+    # the two seeds trained different models on the same data
+    assert s["per_seed"]["0"]["h1"]["Q"] != s["per_seed"]["1"]["h1"]["Q"]
+    md = (out / "report.md").read_text()
+    assert "Verdicts" in md and "Rule." in md and "Per seed" in md
+
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("done earlier") == len(state)
+
+
+def _check_outputs_of_seed(where: Path) -> None:
+    s = json.loads((where / "summary.json").read_text())
+    assert s["seed"] == int(where.name.split("-")[1])
+    for name in ("report.md", "report.html", "verify/h1_Q.png", "runs/fstmatching/model.safetensors",
+                 "explorer/index.html"):
+        assert (where / name).is_file(), name
+    assert all(0 <= s["detection"][k]["c40"]["auc"] <= 1 for k in ("det", "fstmatching", "det_raw"))

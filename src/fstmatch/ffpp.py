@@ -1,4 +1,4 @@
-"""FaceForensics++ layout, names and labels (SPEC §1), shared by ``synth`` (writes) and ``data``
+"""FaceForensics++ layout, names and labels (docs/method.md §1), shared by ``synth`` (writes) and ``data``
 (reads).
 
 Layout under a root::
@@ -71,7 +71,7 @@ def fake_name(a: str, b: str) -> str:
 
 @dataclass(frozen=True)
 class VideoLabels:
-    """Labels of one video from its name (SPEC §1)."""
+    """Labels of one video from its name (docs/method.md §1)."""
 
     method: str  # "real" or an FF++ method
     name: str  # file stem, "A" or "A_B"

@@ -1,4 +1,4 @@
-"""Detection and identity metrics (SPEC §7).
+"""Detection and identity metrics (docs/method.md §7).
 
 ``detection_metrics(labels, scores, video_ids=None)``: frame-level AUC, accuracy at 0.5, EER and
 average precision of fake-probabilities; with ``video_ids``, video-level AUC of per-video mean

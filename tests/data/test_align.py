@@ -1,4 +1,4 @@
-"""Five-point alignment (SPEC §2): template, similarity fit, warping, coordinate maps."""
+"""Five-point alignment (docs/method.md §2): template, similarity fit, warping, coordinate maps."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_template_matches_spec_formula_and_scale_definition():
     # eyes 80 px apart horizontally, eye row at canvas / 2.42
     assert t[1, 0] - t[0, 0] == pytest.approx(80.0, abs=1e-3)
     assert t[0, 1] == pytest.approx(224 / 2.42, abs=1e-6)
-    # the SPEC formula written out for the nose tip
+    # the reference formula (docs/method.md §2) written out for the nose tip
     ratio = 80 / (224 * 0.34967)
     assert t[2, 0] == pytest.approx((-0.00182 * ratio + 0.5) * 224)
     assert t[2, 1] == pytest.approx((0.0357164 * ratio + 0.5) * 224 / ((-0.172844 * ratio + 0.5) * 2.42))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from fstmatch.config import load_config
 from fstmatch.errors import UserError
 from fstmatch.hypotheses.demo import DemoConfig, Stages, demo_train_config
-from fstmatch.hypotheses.demo_report import auc_stderr, demo_blocks
+from fstmatch.hypotheses.demo_report import demo_blocks
 from fstmatch.hypotheses.protocol import RUNS, train_config
 from fstmatch.report import to_html, to_markdown
 
@@ -56,13 +55,6 @@ def test_stages_skip_finished_work_and_redo_changed_settings(tmp_path: Path, cap
     Stages(tmp_path, 1).run("a", {"x": 2}, [marker], work)  # output gone
     assert len(calls) == 3
     assert set(json.loads((tmp_path / "demo_state.json").read_text())["a"]) == {"fingerprint", "seconds"}
-
-
-def test_auc_stderr_hanley_mcneil() -> None:
-    # A = 0.5, 10 positives, 10 negatives: Q1 = 1/3, Q2 = 1/3 -> var = (.25 + 9(1/3 - 1/4) * 2) / 100
-    assert auc_stderr(0.5, 10, 10) == pytest.approx(math.sqrt((0.25 + 18 / 12) / 100))
-    assert auc_stderr(1.0, 10, 10) == 0.0
-    assert math.isnan(auc_stderr(0.7, 0, 10))
 
 
 def _summary() -> dict:

@@ -1,4 +1,4 @@
-"""Hypothesis metrics on hand-made maps with values worked out by hand (SPEC §4, §8)."""
+"""Hypothesis metrics on hand-made maps with values worked out by hand (docs/method.md §4, §8)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import torch
 
 from fstmatch.hypotheses import (
     THRESHOLDS,
-    perturbed_std,
     pool_to_grid,
     q_curve,
     q_metric,
     q_per_image,
     region_fractions,
-    sem,
     stability,
     stability_per_image,
     top_mask,
@@ -150,16 +148,3 @@ def test_truth_skips_maps_without_positive_mass_and_empty_regions() -> None:
     assert not valid.any() and np.isnan(share).all()  # image 0: no positive mass; image 1: no donor
     out = truth_score(phi, f["donor"])
     assert out["n"] == 0 and out["skipped"] == 2 and math.isnan(out["lift"])
-
-
-def test_perturbed_std_matches_a_linear_statistic() -> None:
-    # sum of 4 cells each with stderr 0.5 -> std sqrt(4 * 0.25) = 1
-    std = perturbed_std(lambda a: float(as_maps(a).sum()), [np.zeros((2, 2))], [np.full((2, 2), 0.5)],
-                        draws=4000, seed=1)
-    assert std == pytest.approx(1.0, rel=0.05)
-    assert perturbed_std(lambda a: 0.0, [S], [None]) == 0.0
-
-
-def test_sem() -> None:
-    assert sem([1.0, 3.0]) == pytest.approx(1.0)  # std 1.414 / sqrt(2)
-    assert sem([2.0]) == 0.0

@@ -1,4 +1,4 @@
-"""FST-Matching (SPEC §6): the interaction term, the reference's linear-head bug, the loss."""
+"""FST-Matching (docs/method.md §6): the interaction term, the reference's linear-head bug, the loss."""
 
 from __future__ import annotations
 

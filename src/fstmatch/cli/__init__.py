@@ -25,7 +25,7 @@ COMMANDS: tuple[str, ...] = ("synth", "prepare", "train", "test", "explain", "ve
 #: Commands that run models for long enough that the allocator settings matter.
 _HEAVY = {"train", "test", "explain", "verify", "demo"}
 #: glibc malloc settings that stop it returning large blocks to the OS after every batch
-#: (measured in ../shared/PERF-NOTES.md: up to 2x CPU throughput at batch >= 64). They only act
+#: (1.55x Shapley forwards/s on the demo's CPU, BENCHMARKS.md; more at batch >= 64). They only act
 #: when set before the process starts, so the CLI re-executes itself once with them.
 ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 

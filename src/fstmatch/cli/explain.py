@@ -17,7 +17,7 @@ from fstmatch.ffpp import SPLITS
 HELP = "Shapley maps (grid cells) of a trained model for the faces of a manifest"
 DESCRIPTION = """\
 Explain a model's logit for each face of a prepared manifest with Shapley values of the cells of a
-GRID x GRID grid (SPEC §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (values,
+GRID x GRID grid (docs/method.md §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (values,
 stderr, n_forward, label, source, target, id, target_kind, class) and a PNG overlay next to it.
 Resumable: images whose .npz exists are skipped (rerun the same command).
 

@@ -1,4 +1,4 @@
-"""``fstmatch test``: detection metrics (SPEC §7) or identity accuracy of a trained model."""
+"""``fstmatch test``: detection metrics (docs/method.md §7) or identity accuracy of a trained model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fstmatch verify``: the paper's three hypotheses on trained models (SPEC §4, §8)."""
+"""``fstmatch verify``: the paper's three hypotheses on trained models (docs/method.md §4, §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Five-point face alignment (SPEC §2) in named conventions, and the coordinate maps between
+"""Five-point face alignment (docs/method.md §2) in named conventions, and the coordinate maps between
 frames, crops and canvases.
 
 An alignment fits a similarity transform (rotation, uniform scale, translation; least squares)
@@ -92,7 +92,7 @@ def inter_ocular(landmarks: np.ndarray) -> float:
 
 
 def template_points(canvas: int = 224, face_width: float = 80, scale: float = 1.0) -> np.ndarray:
-    """The ``fstmatch`` template ``(5, 2)`` in canvas pixels (SPEC §2), exactly as the reference's
+    """The ``fstmatch`` template ``(5, 2)`` in canvas pixels (docs/method.md §2), exactly as the reference's
     ``align_5p`` / ``get_mean_face`` computes it (without its integer eye centres).
 
     The normalised mean face is first multiplied by ``scale`` (``t = TEMPLATE_5PT * scale``), then
@@ -162,7 +162,7 @@ class Convention:
 
 CONVENTIONS: dict[str, Convention] = {
     "fstmatch": Convention("fstmatch", 224, 0.9, five_points, True,
-                           "the reference's mean-face template (SPEC §2)"),
+                           "the reference's mean-face template (docs/method.md §2)"),
     "deepfakebench": Convention("deepfakebench", 256, 1.3, deepfakebench_points, False,
                                 "DeepfakeBench preprocessing/preprocess.py: ArcFace template, margin scale 1.3"),
 }
@@ -197,7 +197,7 @@ def alignment_matrix(
     landmarks: np.ndarray, canvas: int | None = None, face_width: float | None = None,
     scale: float | None = None, convention: str | Convention = "fstmatch",
 ) -> np.ndarray:
-    """Affine ``(2, 3)`` from the landmarks' image to the aligned canvas (SPEC §2).
+    """Affine ``(2, 3)`` from the landmarks' image to the aligned canvas (docs/method.md §2).
 
     ``None`` takes the convention's default (``fstmatch``: canvas 224, face width
     ``round(canvas * 80 / 224)``, scale 0.9; ``deepfakebench``: canvas 256, margin scale 1.3).

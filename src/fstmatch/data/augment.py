@@ -1,4 +1,4 @@
-"""Training-time augmentation (SPEC §2): alignment jitter plus the reference's photometric list.
+"""Training-time augmentation (docs/method.md §2): alignment jitter plus the reference's photometric list.
 
 :func:`build_augment` turns an :class:`AugmentConfig` into a :class:`FaceAugment` (or ``None`` when
 disabled) that :class:`fstmatch.data.FaceDataset` applies in three steps:
@@ -32,7 +32,7 @@ _INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INT
 
 @dataclass
 class AugmentConfig:
-    """Augmentation switches and probabilities (reference values of SPEC §2 by default).
+    """Augmentation switches and probabilities (reference values of docs/method.md §2 by default).
 
     Probabilities are per image. ``enabled=False`` turns everything off (test-time alignment).
     """

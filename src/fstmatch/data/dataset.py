@@ -130,7 +130,7 @@ def load_face(
     landmarks_from: Row | None = None,
     with_masks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The aligned face of one manifest row (SPEC §2), no augmentation.
+    """The aligned face of one manifest row (docs/method.md §2), no augmentation.
 
     Args:
         row: a manifest row; ``root``: the manifest's folder (paths in rows are relative to it).

@@ -1,6 +1,6 @@
 """The prepared-frames manifest (``OUT/manifest.jsonl``, docs/INTERFACES.md) and the row sets built
-from it: filters, hypothesis 2's paired / unpaired training sets (SPEC §4) and the held-out frames of
-the encoders for analysis (SPEC §5)."""
+from it: filters, hypothesis 2's paired / unpaired training sets (docs/method.md §4) and the held-out frames of
+the encoders for analysis (docs/method.md §5)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _pair_of(video: str) -> frozenset[str]:
 
 
 def h2_sets(rows: Sequence[Row], seed: int = 0) -> tuple[list[Row], list[Row]]:
-    """Hypothesis 2's training sets ``(paired, unpaired)`` (SPEC §4), equal in size.
+    """Hypothesis 2's training sets ``(paired, unpaired)`` (docs/method.md §4), equal in size.
 
     Only ``split == "train"`` rows are used. The training pairs {A, B} (read from the fake names
     ``A_B`` / ``B_A``) are shuffled with ``seed`` and halved into P1 and P2. Both sets share the
@@ -147,7 +147,7 @@ def _subsample(rows: list[Row], n: int, rng: random.Random) -> list[Row]:
 
 
 def holdout_frames(rows: Sequence[Row], per_video: int | float = 1) -> tuple[list[Row], list[Row]]:
-    """Split rows into ``(train_rows, heldout_rows)`` for the encoders used in analysis (SPEC §5).
+    """Split rows into ``(train_rows, heldout_rows)`` for the encoders used in analysis (docs/method.md §5).
 
     Frames are grouped by source video A: the real ``A`` and every fake ``A_*`` of every method
     and compression share their frames' pixels (fake ``A_B`` frame i is made from A's frame i),

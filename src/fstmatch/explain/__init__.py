@@ -1,4 +1,4 @@
-"""Shapley values of grid cells ("visual concepts", SPEC §3) for any image classifier.
+"""Shapley values of grid cells ("visual concepts", docs/method.md §3) for any image classifier.
 
 >>> from fstmatch.explain import shapley
 >>> res = shapley(model, images, targets, grid=16)   # images (N, 3, H, W) in [0, 1]

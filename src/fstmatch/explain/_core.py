@@ -1,7 +1,7 @@
 """Shapley values of grid cells: the public :func:`shapley` and its three estimators.
 
 Players are the ``G*G`` cells of a grid over the image; ``v(S)`` is the target logit of the image
-with the cells outside ``S`` replaced by the baseline (SPEC §3). Estimators:
+with the cells outside ``S`` replaced by the baseline (docs/method.md §3). Estimators:
 
 - ``permutation`` (default): permutation walk. One ordering of the cells gives a marginal for every
   cell by adding cells one at a time. ``v(∅)`` and ``v(all)`` are the same for every ordering, so
@@ -458,7 +458,7 @@ def _stderr(s1: torch.Tensor, s2: torch.Tensor, k: torch.Tensor) -> torch.Tensor
 
 
 def _reference(vf: ValueFunction, n: int, n_players: int, m: int, seed: int) -> Estimate:
-    """Per cell i: m orderings; coalitions 'before i' and 'before i plus i' (SPEC §3)."""
+    """Per cell i: m orderings; coalitions 'before i' and 'before i plus i' (docs/method.md §3)."""
     gen = torch.Generator().manual_seed(seed)
     marg_sum = torch.zeros(n, n_players, dtype=torch.float64)
     marg_sq = torch.zeros(n, n_players, dtype=torch.float64)

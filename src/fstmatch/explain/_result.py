@@ -39,7 +39,7 @@ class ShapleyResult:
     extra: dict = field(default_factory=dict)
 
     def normalized(self, eps: float = 1e-12) -> torch.Tensor:
-        """Maps divided by their L2 norm over the G*G cells (SPEC §3): (N, G, G); all-zero maps stay 0."""
+        """Maps divided by their L2 norm over the G*G cells (docs/method.md §3): (N, G, G); all-zero maps stay 0."""
         norm = self.values.flatten(1).norm(dim=1).clamp_min(eps)
         return self.values / norm.view(-1, 1, 1)
 

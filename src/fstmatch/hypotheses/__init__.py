@@ -1,4 +1,4 @@
-"""Hypothesis verification (SPEC §4, §8): the paper's metrics, ground-truth scores on FST-Synth,
+"""Hypothesis verification (docs/method.md §4, §8): the paper's metrics, ground-truth scores on FST-Synth,
 and the ``verify`` runs that compute them from trained models.
 
 Metrics (pure numpy, no model needed)::
@@ -8,28 +8,30 @@ Metrics (pure numpy, no model needed)::
 
 from fstmatch.hypotheses.metrics import (
     THRESHOLDS,
-    perturbed_std,
     q_curve,
     q_metric,
     q_per_image,
-    sem,
     stability,
     stability_per_image,
     top_mask,
     union_mask,
     unit_normalise,
 )
+from fstmatch.hypotheses.stats import auc_stderr, between_seeds, perturbed_std, reproducibility, sem
 from fstmatch.hypotheses.truth import ROLE_REGION, pool_to_grid, region_fractions, truth_score, truth_shares
 
 __all__ = [
     "ROLE_REGION",
     "THRESHOLDS",
+    "auc_stderr",
+    "between_seeds",
     "perturbed_std",
     "pool_to_grid",
     "q_curve",
     "q_metric",
     "q_per_image",
     "region_fractions",
+    "reproducibility",
     "sem",
     "stability",
     "stability_per_image",

@@ -55,7 +55,7 @@ class CheckpointsConfig:
 class ImagesConfig:
     """Which frames are explained: fakes of each method, at raw, from ``split``.
 
-    The identity encoders must have seen the identities they explain but not the frames (SPEC §5):
+    The identity encoders must have seen the identities they explain but not the frames (docs/method.md §5):
     with ``holdout`` > 0 the frames are those :func:`fstmatch.data.holdout_frames` holds out of the
     ``split`` rows at ``raw`` — the same frames ``fstmatch train --set data.holdout=…`` held out of
     the encoders' training (keep the two values equal). ``holdout: 0`` takes every frame of

@@ -5,13 +5,18 @@ Stages, in order (each skipped when its output is complete and was made with the
 1. ``synth``    generate FST-Synth (a synthetic FF++: videos, splits, ground truth)
 2. ``prepare``  face crops + manifest
 3. ``train:*``  seven runs. Analysed models, trained on **raw** training frames with the analysed
-                frames held out (SPEC §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired``
-                and ``det_unpaired`` (H2). Detection comparison, trained alike on the training frames
-                of **all three** compressions: ``det_all`` and ``fstmatching``.
+                frames held out (docs/method.md §5): ``source``, ``target``, ``det`` (H1, H3),
+                ``det_paired`` and ``det_unpaired`` (H2). Detection comparison, trained alike on the
+                training frames of **all three** compressions: ``det_all`` and ``fstmatching``.
 4. ``verify``   H1–H3 and the ground-truth scores (:func:`fstmatch.hypotheses.verify.verify`)
 5. ``test``     ``det_all``, ``fstmatching`` (and the raw-trained ``det``, for context) on the test
                 split at raw, c23 and c40
 6. ``report``   ``summary.json``, ``report.md``, ``report.html``
+
+With ``seeds`` (a *study*, ``fstmatch demo --seeds 0 1 2``) stages 1–2 run once and stages 3–5 once
+per training seed, into ``DIR/seed-<k>/`` (each with its own ``summary.json`` and report); the top
+``DIR/summary.json`` and report judge every claim across the seeds
+(:mod:`fstmatch.hypotheses.study`). Stage names then read ``seed-<k>/train:det`` and so on.
 
 In ``summary["detection"]`` the key ``det`` is the all-compression detector ``det_all`` (the one
 trained alike with FST-Matching, as the comparison requires); the raw-trained detector analysed in
@@ -30,11 +35,8 @@ from typing import Any
 
 from fstmatch.config import from_dict, load_config, merge, to_dict
 from fstmatch.errors import UserError
-from fstmatch.hypotheses.protocol import RUNS, train_config, train_run
+from fstmatch.hypotheses.protocol import DETECTION, RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
-
-#: summary["detection"] key -> run tested.
-DETECTION: dict[str, str] = {"det": "det_all", "fstmatching": "fstmatching", "det_raw": "det"}
 
 
 @dataclass
@@ -53,6 +55,9 @@ class PrepareStage:
 @dataclass
 class DemoConfig:
     seed: int = 0  # FST-Synth's seed, and the training seed unless train.seed is set
+    #: Training seeds of a multi-seed study (null: one run). The data (FST-Synth with ``seed``) is
+    #: made once; every model is trained once per seed.
+    seeds: tuple[int, ...] | None = None
     synth: SynthStage = field(default_factory=SynthStage)
     prepare: PrepareStage = field(default_factory=PrepareStage)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys shared by every run
@@ -93,15 +98,19 @@ class Stages:
         print(f"[demo {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
         return seconds
 
-    def seconds(self) -> dict[str, float]:
-        return {k: float(v["seconds"]) for k, v in self.state.items()}
+    def seconds(self, prefix: str = "") -> dict[str, float]:
+        """Wall time of every recorded stage whose name starts with ``prefix`` (prefix removed)."""
+        return {k[len(prefix):]: float(v["seconds"]) for k, v in self.state.items() if k.startswith(prefix)}
 
 
-def demo_train_config(cfg: DemoConfig, name: str, manifest: Path) -> Any:
-    """The TrainConfig of demo run ``name``: ``cfg.train`` < protocol < ``cfg.runs[name]``. Training
-    seeds default to ``cfg.seed``; ``train.seed`` changes them alone (the data stays the same)."""
+def demo_train_config(cfg: DemoConfig, name: str, manifest: Path, seed: int | None = None) -> Any:
+    """The TrainConfig of demo run ``name``: ``cfg.train`` < protocol < ``cfg.runs[name]``. The
+    training seed is ``seed`` when given (a study's seed), else ``train.seed``, else ``cfg.seed``;
+    it changes the training alone (the data stays the same)."""
     holdout = cfg.verify.get("images", {}).get("holdout", 1)
-    return train_config(name, manifest, cfg.train, holdout, cfg.runs.get(name), seed=cfg.train.get("seed", cfg.seed))
+    if seed is None:
+        seed = cfg.train.get("seed", cfg.seed)
+    return train_config(name, manifest, cfg.train, holdout, cfg.runs.get(name), seed=seed)
 
 
 def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -> None:
@@ -115,47 +124,32 @@ def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -
     atomic_write_json(out, res)
 
 
-def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | None = None,
-             config_file: str | Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the demo into ``out_dir``; returns the summary also written to ``summary.json``."""
-    import torch
+def _check_seeds(cfg: DemoConfig) -> tuple[int, ...] | None:
+    if cfg.seeds is None:
+        return None
+    seeds = tuple(cfg.seeds)
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds: a study needs at least two distinct training seeds, got {list(seeds)} "
+                        "(for one run with another training seed use --set train.seed=K)")
+    if "seed" in cfg.train:
+        raise UserError("train.seed and seeds are both set: the study's seeds are the training seeds")
+    return seeds
 
-    from fstmatch.data import prepare, read_manifest
+
+def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: int | None, manifest: Path,
+              prep_settings: dict[str, Any]) -> dict[str, Any]:
+    """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name."""
+    from fstmatch.data import read_manifest
     from fstmatch.hypotheses.config import VerifyConfig
     from fstmatch.hypotheses.verify import verify
-    from fstmatch.synth import generate
 
-    cfg = load_config(DemoConfig, kind="demo", preset=preset, file=config_file, overrides=overrides or [])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    data, prep, runs = out / "data", out / "prep", out / "runs"
-    manifest = prep / "manifest.jsonl"
-    stages = Stages(out, total=3 + len(RUNS) + len(DETECTION))
-    start = time.perf_counter()
-
-    # 1-2. data ---------------------------------------------------------------------------------------
-    synth_settings = {**to_dict(cfg.synth), "seed": cfg.seed}
-    stages.run("synth", synth_settings, [data / "splits"],
-               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers,
-                                progress=True))
-    prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
-    stages.run("prepare", prep_settings, [manifest],
-               lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
-                               workers=cfg.prepare.workers, **cfg.prepare.options))
-
-    # 3. the seven training runs ---------------------------------------------------------------------
-    unknown = sorted(set(cfg.runs) - set(RUNS))
-    if unknown:
-        raise UserError(f"runs: unknown run name(s) {', '.join(unknown)}; the demo's runs are {', '.join(RUNS)}")
-    train_cfgs = {name: demo_train_config(cfg, name, manifest) for name in RUNS}
+    runs = where / "runs"
+    train_cfgs = {name: demo_train_config(cfg, name, manifest, seed) for name in RUNS}
     for name, tc in train_cfgs.items():
         settings = {"data": prep_settings, "train": to_dict(tc)}
-        stages.run(f"train:{name}", settings, [runs / name / "model.safetensors"],
+        stages.run(f"{prefix}train:{name}", settings, [runs / name / "model.safetensors"],
                    lambda tc=tc, name=name: train_run(tc, runs / name))
 
-    # 4. hypotheses --------------------------------------------------------------------------------------
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
     checkpoints["fstmatching"] = str(runs / "fstmatching")
     geometry = train_cfgs["det"].input  # explain at the geometry the models were trained at
@@ -164,23 +158,80 @@ def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | N
     vcfg = from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
                                                  "threads": cfg.threads}))
     vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
-    stages.run("verify", vsettings, [out / "verify" / "summary.json"], lambda: verify(vcfg, out / "verify"))
+    stages.run(f"{prefix}verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
 
-    # 5. detection on raw / c23 / c40 --------------------------------------------------------------------
     test_rows = [r for r in read_manifest(manifest) if r["split"] == "test"]
     if not test_rows:
         raise UserError(f"{manifest} has no test rows: the synth preset must make a test split")
     for key, name in DETECTION.items():
         settings = {"train": to_dict(train_cfgs[name]), "data": prep_settings}
-        stages.run(f"test:{key}", settings, [out / "test" / f"{key}.json"],
-                   lambda name=name, key=key: _test(runs / name, test_rows, prep, cfg.test_batch_size,
-                                                    out / "test" / f"{key}.json"))
+        stages.run(f"{prefix}test:{key}", settings, [where / "test" / f"{key}.json"],
+                   lambda name=name, key=key: _test(runs / name, test_rows, manifest.parent, cfg.test_batch_size,
+                                                    where / "test" / f"{key}.json"))
+    return train_cfgs
 
-    # 6. summary and report ------------------------------------------------------------------------------
+
+def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | None = None,
+             config_file: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the demo into ``out_dir``; returns the summary also written to ``summary.json``
+    (with ``seeds`` set: the study's summary, with the ``aggregate`` over seeds)."""
+    import torch
+
+    from fstmatch.data import prepare
     from fstmatch.hypotheses.demo_report import build_summary, write_demo_report
+    from fstmatch.synth import generate
 
-    summary = build_summary(out, cfg, preset, train_cfgs, stages.seconds(), time.perf_counter() - start)
+    cfg = load_config(DemoConfig, kind="demo", preset=preset, file=config_file, overrides=overrides or [])
+    seeds = _check_seeds(cfg)
+    unknown = sorted(set(cfg.runs) - set(RUNS))
+    if unknown:
+        raise UserError(f"runs: unknown run name(s) {', '.join(unknown)}; the demo's runs are {', '.join(RUNS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data, prep = out / "data", out / "prep"
+    manifest = prep / "manifest.jsonl"
+    per_seed = len(RUNS) + 1 + len(DETECTION)
+    stages = Stages(out, total=2 + per_seed * (len(seeds) if seeds else 1))
+    start = time.perf_counter()
+
+    # 1-2. data, once ---------------------------------------------------------------------------------
+    synth_settings = {**to_dict(cfg.synth), "seed": cfg.seed}
+    stages.run("synth", synth_settings, [data / "splits"],
+               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers,
+                                progress=True))
+    prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
+    stages.run("prepare", prep_settings, [manifest],
+               lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
+                               workers=cfg.prepare.workers, **cfg.prepare.options))
+    data_seconds = {k: v for k, v in stages.seconds().items() if k in ("synth", "prepare")}
+
+    # 3-6. one run: train, verify, test, report ------------------------------------------------------
+    if seeds is None:
+        train_cfgs = _run_seed(stages, cfg, out, "", None, manifest, prep_settings)
+        summary = build_summary(out, manifest, cfg, preset, train_cfgs, stages.seconds(),
+                                time.perf_counter() - start)
+        atomic_write_json(out / "summary.json", summary)
+        md, page = write_demo_report(out, summary)
+        print(f"[demo] wrote {out / 'summary.json'}, {md}, {page}", flush=True)
+        return summary
+
+    # 3-6. a study: every seed, then the aggregate ---------------------------------------------------
+    from fstmatch.hypotheses.study import build_study_summary, write_study_report
+
+    summaries: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        where, prefix = out / f"seed-{seed}", f"seed-{seed}/"
+        t0 = time.perf_counter()
+        train_cfgs = _run_seed(stages, cfg, where, prefix, seed, manifest, prep_settings)
+        summaries[seed] = build_summary(where, manifest, cfg, preset, train_cfgs,
+                                        {**data_seconds, **stages.seconds(prefix)}, time.perf_counter() - t0,
+                                        seed=seed)
+        atomic_write_json(where / "summary.json", summaries[seed])
+        write_demo_report(where, summaries[seed])
+    summary = build_study_summary(cfg, preset, summaries, stages.seconds(), time.perf_counter() - start)
     atomic_write_json(out / "summary.json", summary)
-    md, page = write_demo_report(out, summary)
-    print(f"[demo] wrote {out / 'summary.json'}, {md}, {page}", flush=True)
+    md, page = write_study_report(out, summary)
+    print(f"[demo] wrote {out / 'summary.json'}, {md}, {page} (per seed: {out}/seed-*/report.html)", flush=True)
     return summary

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fstmatch.config import to_dict
-from fstmatch.hypotheses.demo import DETECTION
-from fstmatch.hypotheses.protocol import RUNS
+from fstmatch.hypotheses.protocol import DETECTION, RUNS
+from fstmatch.hypotheses.stats import auc_stderr
 from fstmatch.report import write_report
 from fstmatch.report.content import (
     MODEL_TEXT,
@@ -26,15 +26,6 @@ from fstmatch.report.content import (
 from fstmatch.report.render import Block
 
 COMPRESSIONS = ("raw", "c23", "c40")
-
-
-def auc_stderr(auc: float, n_pos: int, n_neg: int) -> float:
-    """Hanley & McNeil (1982) standard error of an AUC from the class counts."""
-    if not (n_pos and n_neg) or auc is None or math.isnan(auc):
-        return float("nan")
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
-    return math.sqrt(max(var, 0.0))
 
 
 def _last_validation(run: Path) -> dict[str, float]:
@@ -62,21 +53,30 @@ def _detection(out: Path) -> dict[str, Any]:
     return table
 
 
-def build_summary(out: Path, cfg: Any, preset: str, train_cfgs: dict[str, Any], seconds: dict[str, float],
-                  wall: float) -> dict[str, Any]:
-    """Everything the demo measured, with the keys the issue fixes (``h1.Q[method]``, …)."""
+def data_summary(manifest: Path) -> dict[str, Any]:
+    """Frames, videos, splits, identities and methods of the prepared data."""
     from fstmatch.data import read_manifest
 
-    verify = json.loads((out / "verify" / "summary.json").read_text("utf-8"))
-    rows = read_manifest(out / "prep" / "manifest.jsonl")
-    videos = {(r["method"], r["video"]) for r in rows}
-    data = {
+    rows = read_manifest(manifest)
+    return {
         "frames": len(rows),
-        "videos": len(videos),
+        "videos": len({(r["method"], r["video"]) for r in rows}),
         "frames_by_split": dict(Counter(r["split"] for r in rows)),
         "identities": len({r["source"] for r in rows} | {r["target"] for r in rows}),
         "methods": sorted({r["method"] for r in rows} - {"real"}),
     }
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {_cpus()} CPU threads"
+
+
+def build_summary(out: Path, manifest: Path, cfg: Any, preset: str, train_cfgs: dict[str, Any],
+                  seconds: dict[str, float], wall: float, seed: int | None = None) -> dict[str, Any]:
+    """Everything one run measured (``out`` holds its ``runs/``, ``verify/`` and ``test/``), with the
+    keys the issue fixes (``h1.Q[method]``, …). ``seed``: the training seed, when it is a study's."""
+    verify = json.loads((out / "verify" / "summary.json").read_text("utf-8"))
+    data = data_summary(manifest)
     for key in ("h1", "h2", "h3"):
         figs = verify[key]
         figs["figure"] = f"verify/{figs['figure']}"
@@ -86,8 +86,9 @@ def build_summary(out: Path, cfg: Any, preset: str, train_cfgs: dict[str, Any], 
     c40 = {k: detection[k].get("c40", {}) for k in ("det", "fstmatching")}
     return {
         "preset": preset,
+        "seed": seed if seed is not None else cfg.train.get("seed", cfg.seed),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {_cpus()} CPU threads",
+        "machine": machine(),
         "config": to_dict(cfg),
         "data": data,
         "runs": {name: f"runs/{name}" for name in RUNS},
@@ -165,7 +166,7 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
               "inserted: the donor B) and the **detector**. This report reruns the whole study on FST-Synth, a "
               "synthetic FaceForensics++ made offline, whose ground truth (which pixels came from the donor, "
               "where the blending left traces) lets us also check the explanations themselves."),
-        ("p", f"Run on {s['date']}, {s['machine']}. Everything is in `summary.json`; every stage is resumable "
+        ("p", f"Run on {s['date']}, {s['machine']}, training seed {s.get('seed', '–')}. Everything is in `summary.json`; every stage is resumable "
               "(rerunning `fstmatch demo` skips finished stages)."),
         ("h", 2, "Claims, in one place"),
         ("ul", _claims(s)),
@@ -173,9 +174,9 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
               "show what FST-Synth supports, not the paper's numbers on FF++. **SEM** is the standard error over "
               "the analysed images (it includes Shapley estimator noise); **estimator noise** is the part caused "
               "by the Shapley sampling alone (maps redrawn from their per-cell stderr). Neither includes the "
-              "variation between training runs, which on the tiny preset is larger: another training seed "
-              "(`--set train.seed=1`) reversed the H2 and the noise-corrected H3 verdicts "
-              "(docs/hypotheses.md). Read one run's verdicts as anecdotes, not findings."),
+              "variation between training runs, which on the tiny preset is larger: other training seeds "
+              "reversed the H1 and H2 verdicts (RESULTS.md). Read one run's verdicts as anecdotes; "
+              "`fstmatch demo --seeds 0 1 2` judges each claim across independently trained models."),
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "

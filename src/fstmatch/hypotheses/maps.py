@@ -39,7 +39,7 @@ TRAIN_COMMANDS: dict[str, str] = {
     "fstmatching": "fstmatch train --data {manifest} --model fstmatching --out {path}",
 }
 
-#: The label a role's map explains (SPEC §3): det label for detectors, identity labels for encoders.
+#: The label a role's map explains (docs/method.md §3): det label for detectors, identity labels for encoders.
 TARGET_KEY: dict[str, str] = {"source": "source", "target": "target"}
 
 

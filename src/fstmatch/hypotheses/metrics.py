@@ -1,4 +1,4 @@
-"""The paper's hypothesis metrics (SPEC §4) on Shapley maps of visual concepts.
+"""The paper's hypothesis metrics (docs/method.md §4) on Shapley maps of visual concepts.
 
 Maps are stacks ``(N, G, G)`` (a single ``(G, G)`` map is treated as ``N = 1``), numpy arrays or
 torch tensors. Every function unit-normalises each map over its G² cells first (a map that is all
@@ -8,14 +8,15 @@ zeros stays all zeros), so callers may pass raw Shapley values.
   lies *outside* the top cells of the source/target union, minus how much lies inside, / G².
 - :func:`stability` — hypothesis 3: mean cosine similarity of a model's raw map with its c23 and
   c40 maps of the same frame.
-- :func:`perturbed_std` — the spread a statistic inherits from the Shapley estimator's noise
-  (maps redrawn from their per-cell standard errors), to set next to the statistic.
+
+Uncertainties (SEM, estimator noise, reproducibility, between-seed intervals) are in
+:mod:`fstmatch.hypotheses.stats`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def as_maps(phi: Any) -> np.ndarray:
 
 
 def unit_normalise(phi: Any) -> np.ndarray:
-    """Each map divided by its L2 norm over the G² cells (SPEC §3); zero maps stay zero."""
+    """Each map divided by its L2 norm over the G² cells (docs/method.md §3); zero maps stay zero."""
     arr = as_maps(phi)
     norm = np.sqrt((arr**2).sum(axis=(1, 2), keepdims=True))
     return np.divide(arr, norm, out=np.zeros_like(arr), where=norm > 0)
@@ -61,7 +62,7 @@ def top_mask(u: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def union_mask(phi_s: Any, phi_t: Any, threshold: float) -> np.ndarray:
-    """Top cells of the source/target union ``max(φs, φt)`` of unit maps (SPEC §4), bool ``(N, G, G)``."""
+    """Top cells of the source/target union ``max(φs, φt)`` of unit maps (docs/method.md §4), bool ``(N, G, G)``."""
     u = np.maximum(unit_normalise(phi_s), unit_normalise(phi_t))
     return top_mask(u, threshold)
 
@@ -121,39 +122,3 @@ def stability_per_image(phi_raw: Any, phi_c23: Any, phi_c40: Any) -> np.ndarray:
 def stability(phi_raw: Any, phi_c23: Any, phi_c40: Any) -> float:
     """δ (hypothesis 3): :func:`stability_per_image` averaged over images."""
     return float(stability_per_image(phi_raw, phi_c23, phi_c40).mean())
-
-
-def sem(values: Any) -> float:
-    """Standard error of the mean over the first axis (0 for fewer than two values)."""
-    arr = np.asarray(values, dtype=np.float64).reshape(len(values), -1).mean(axis=1)
-    if len(arr) < 2:
-        return 0.0
-    return float(arr.std(ddof=1) / math.sqrt(len(arr)))
-
-
-def perturbed_std(
-    statistic: Callable[..., float],
-    maps: Sequence[Any],
-    stderrs: Sequence[Any | None],
-    draws: int = 64,
-    seed: int = 0,
-) -> float:
-    """Standard deviation of ``statistic(*maps)`` when every map is redrawn as
-    ``φ + stderr·ε`` (ε standard normal per cell) — the part of the statistic's uncertainty that
-    comes from the Shapley estimator, not from the choice of images.
-
-    ``stderrs[i]`` is the per-cell standard error of ``maps[i]`` (same shape, raw scale, as
-    returned by the Shapley engine) or ``None`` for an exact map.
-    """
-    if len(maps) != len(stderrs):
-        raise ValueError("one stderr (or None) per map is needed")
-    rng = np.random.default_rng(seed)
-    base = [as_maps(m) for m in maps]
-    errs = [None if e is None else as_maps(e) for e in stderrs]
-    if all(e is None for e in errs) or draws < 2:
-        return 0.0
-    values = []
-    for _ in range(draws):
-        drawn = [b if e is None else b + e * rng.standard_normal(b.shape) for b, e in zip(base, errs)]
-        values.append(statistic(*drawn))
-    return float(np.std(values, ddof=1))

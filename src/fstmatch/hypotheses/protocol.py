@@ -1,7 +1,7 @@
 """The training protocol of the study: which data each analysed or compared model is trained on.
 
 Analysed models (H1-H3) are trained on **raw** training frames, with the analysed frames held out
-(SPEC §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired`` and ``det_unpaired`` (H2). The
+(docs/method.md §5): ``source``, ``target``, ``det`` (H1, H3), ``det_paired`` and ``det_unpaired`` (H2). The
 detection comparison trains ``det_all`` and ``fstmatching`` alike on the training frames of **all
 three** compressions. Used by ``fstmatch demo`` and by ``fstmatch verify`` with ``train_missing``.
 """
@@ -28,6 +28,10 @@ RUNS: dict[str, dict[str, Any]] = {
     "det_all": {"model": {"role": "det"}, "data": {"compressions": None}},
     "fstmatching": {"model": {"role": "fstmatching"}, "data": {"compressions": None}},
 }
+
+#: The detection comparison: key in ``summary["detection"]`` -> run tested. ``det`` is the detector
+#: trained alike with FST-Matching (all compressions); ``det_raw`` the raw-trained one of H1/H3.
+DETECTION: dict[str, str] = {"det": "det_all", "fstmatching": "fstmatching", "det_raw": "det"}
 
 
 def train_config(name: str, manifest: str | Path, shared: Mapping[str, Any], holdout: float,

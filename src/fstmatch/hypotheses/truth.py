@@ -1,4 +1,4 @@
-"""Ground-truth scores of explanations on FST-Synth (SPEC §8).
+"""Ground-truth scores of explanations on FST-Synth (docs/method.md §8).
 
 FST-Synth knows, for every pixel of an aligned fake face, whether it came from the donor (target
 identity) and whether it carries a manipulation trace. Pooled to the Shapley grid these give three

@@ -38,15 +38,9 @@ from fstmatch.hypotheses.maps import (
     select_images,
     target_key,
 )
-from fstmatch.hypotheses.metrics import (
-    perturbed_std,
-    q_metric,
-    q_per_image,
-    sem,
-    stability_per_image,
-    unit_normalise,
-)
+from fstmatch.hypotheses.metrics import q_metric, q_per_image, stability_per_image
 from fstmatch.hypotheses.protocol import train_config, train_run
+from fstmatch.hypotheses.stats import attenuation_corrected, perturbed_std, reproducibility, sem
 from fstmatch.hypotheses.truth import ROLE_REGION, region_fractions, truth_score
 from fstmatch.utils.io import atomic_write_json
 
@@ -251,7 +245,8 @@ def run_h3(run: _Run) -> dict[str, Any]:
         images, _ = load_images(rows, run.root, cfg.images, landmarks_from=raw_rows)
         versions[comp] = (rows, images)
     out: dict[str, Any] = {k: {} for k in ("delta", "sem", "noise", "reproducibility", "delta_corrected",
-                                           "by_method")}
+                                           "by_method", "gap", "gap_sem", "gap_corrected")}
+    per_model: dict[str, np.ndarray] = {}
     for k, role in enumerate(H3_MODELS):
         raw = _sub(run.maps(role), keep)
         again, c23, c40 = (run.maps(role, comp, *versions[comp], labels_from=raw_rows, seed_offset=1)
@@ -260,9 +255,9 @@ def run_h3(run: _Run) -> dict[str, Any]:
         out["delta"][role], out["sem"][role] = float(per.mean()), sem(per)
         out["noise"][role] = _noise(lambda a, b, c: float(stability_per_image(a, b, c).mean()),
                                     [raw, c23, c40], cfg.noise_draws, seed=100 + k)
-        repro = float((unit_normalise(raw.values) * unit_normalise(again.values)).sum(axis=(1, 2)).mean())
-        out["reproducibility"][role] = repro
-        out["delta_corrected"][role] = out["delta"][role] / repro if repro > 0 else None
+        per_model[role] = per
+        out["reproducibility"][role] = repro = reproducibility(raw.values, again.values)
+        out["delta_corrected"][role] = attenuation_corrected(out["delta"][role], repro)
         out["by_method"][role] = {
             m: float(per[[j for j, r in enumerate(raw_rows) if r["method"] == m]].mean())
             for m in run.by_method if any(r["method"] == m for r in raw_rows)
@@ -272,6 +267,10 @@ def run_h3(run: _Run) -> dict[str, Any]:
     out["figure"] = "h3_delta.png"
     out["n_images"], out["skipped"], out["skipped_ids"] = len(triples), len(skipped), skipped
     d, dc = out["delta"], out["delta_corrected"]
+    for role in ("source", "target"):  # the claim's margins, on the same frames: a paired difference
+        out["gap"][role] = float((per_model[role] - per_model["det"]).mean())
+        out["gap_sem"][role] = sem(per_model[role] - per_model["det"])
+        out["gap_corrected"][role] = None if None in (dc[role], dc["det"]) else dc[role] - dc["det"]
     out["holds"] = d["det"] < d["source"] and d["det"] < d["target"]
     out["holds_corrected"] = (None if None in dc.values()
                               else dc["det"] < dc["source"] and dc["det"] < dc["target"])
@@ -280,7 +279,7 @@ def run_h3(run: _Run) -> dict[str, Any]:
 
 
 def run_truth(run: _Run) -> dict[str, Any]:
-    """Ground-truth scores (SPEC §8) of every raw map computed in this run."""
+    """Ground-truth scores (docs/method.md §8) of every raw map computed in this run."""
     if run.masks is None:
         return {}
     fractions = region_fractions(run.masks, run.cfg.shapley.grid)

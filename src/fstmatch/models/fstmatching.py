@@ -1,4 +1,4 @@
-"""The FST-Matching model (SPEC §6): two identity encoders whose *identity-irrelevant* feature
+"""The FST-Matching model (docs/method.md §6): two identity encoders whose *identity-irrelevant* feature
 parts feed a real/fake head.
 
     x ──source encoder──> f_s ──SE split──> f_s·w_s ──> source head (source identity)
@@ -218,7 +218,7 @@ class FSTMatching(nn.Module):
         source_weight: float = 0.5,
         target_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """SPEC §6 loss for images x (N, 3, H, W) and labels (N,): (total, {det, source, target,
+        """docs/method.md §6 loss for images x (N, 3, H, W) and labels (N,): (total, {det, source, target,
         interaction})."""
         return self.loss_from_outputs(
             self.forward_all(x), det, source, target, lam, source_weight, target_weight
@@ -236,7 +236,7 @@ def fstmatching(
     reduction: int = 16,
     interaction_bound: str = "tanh",
 ) -> FSTMatching:
-    """FST-Matching (SPEC §6); ``pretrained`` initialises both encoders."""
+    """FST-Matching (docs/method.md §6); ``pretrained`` initialises both encoders."""
     return FSTMatching(
         num_identities, arch, width, pretrained, head, head_hidden, reduction, interaction_bound
     )

@@ -1,4 +1,4 @@
-"""Models by role (SPEC §5): the detector and the two identity encoders.
+"""Models by role (docs/method.md §5): the detector and the two identity encoders.
 
 Each is a backbone (``arch``: a built-in ResNet or ``timm:<name>``) with the right head size.
 They are registered names so a saved checkpoint says what it is (``"det"``, ``"source"``...).
@@ -46,7 +46,7 @@ def det(arch: str = "resnet18", width: int = 64, pretrained: str | None = None) 
 def source(
     num_identities: int, arch: str = "resnet18", width: int = 64, pretrained: str | None = None
 ) -> nn.Module:
-    """Source-identity encoder: logits (N, num_identities) over the source label (SPEC §1)."""
+    """Source-identity encoder: logits (N, num_identities) over the source label (docs/method.md §1)."""
     check_num_identities("source", num_identities)
     return create_backbone(arch, num_identities, width, pretrained)
 
@@ -55,6 +55,6 @@ def source(
 def target(
     num_identities: int, arch: str = "resnet18", width: int = 64, pretrained: str | None = None
 ) -> nn.Module:
-    """Target-identity encoder: logits (N, num_identities) over the target label (SPEC §1)."""
+    """Target-identity encoder: logits (N, num_identities) over the target label (docs/method.md §1)."""
     check_num_identities("target", num_identities)
     return create_backbone(arch, num_identities, width, pretrained)

@@ -21,9 +21,9 @@ class DataConfig:
     val_split: str | None = "val"  # split used for the per-epoch validation (null: none)
     methods: tuple[str, ...] | None = None  # FF++ methods kept (null: all); reals are always kept
     compressions: tuple[str, ...] | None = None  # null: all
-    set_name: Literal["all", "paired", "unpaired"] = "all"  # SPEC §4 hypothesis-2 training sets
+    set_name: Literal["all", "paired", "unpaired"] = "all"  # docs/method.md §4 hypothesis-2 training sets
     set_seed: int = 0  # seed of the paired/unpaired split of the training pairs
-    #: Hold out frames of every training video (SPEC §5: analysis encoders must have seen the
+    #: Hold out frames of every training video (docs/method.md §5: analysis encoders must have seen the
     #: identities they explain). 0: none; an int >= 1: frames per video; a float < 1: fraction.
     #: The held-out frames replace ``val_split`` for validation.
     holdout: float = 0
@@ -40,7 +40,7 @@ class ModelConfig:
     arch: str = "resnet18"
     width: int = 64  # base channels (64: the real ResNet)
     pretrained: str | None = None  # null, "imagenet" or a .safetensors/.pth path (see fstmatch.models)
-    #: FST-Matching loss weights (SPEC §6): CE det + source_weight*CE source + target_weight*CE target
+    #: FST-Matching loss weights (docs/method.md §6): CE det + source_weight*CE source + target_weight*CE target
     #: - interaction_weight * interaction.
     source_weight: float = 0.5
     target_weight: float = 1.0
@@ -58,7 +58,7 @@ class InputConfig:
     #: test-time alignment scale, null: the convention's (fstmatch 0.9, deepfakebench margin 1.3);
     #: training jitters around it when augmenting
     scale: float | None = None
-    augment: bool = True  # SPEC §2 training augmentation
+    augment: bool = True  # docs/method.md §2 training augmentation
 
     def __post_init__(self) -> None:
         from fstmatch.data.align import get_convention

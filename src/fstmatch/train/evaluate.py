@@ -1,4 +1,4 @@
-"""Test-time metrics (SPEC §7): ``evaluate(model, rows, root) -> dict`` and its stdout table.
+"""Test-time metrics (docs/method.md §7): ``evaluate(model, rows, root) -> dict`` and its stdout table.
 
 Detectors (role ``det`` and ``fstmatching``): frame AUC, ACC@0.5, EER, AP and video AUC (mean
 frame probability per (method, compression, video)), per method × compression — a method's numbers
