@@ -92,7 +92,9 @@ class ShapleyConfig:
     """Settings of :func:`fstmatch.explain.shapley` for every map of the run."""
 
     grid: int = 16
-    permutations: int = 100
+    permutations: int = 100  # budget in orderings' worth of forwards: 2 + permutations * (grid² - 1) a map
+    # the estimator (docs/explain.md); "auto" picks the walk or Leverage SHAP per image from a pilot
+    method: Literal["auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact"] = "auto"
     batch_size: int = 256
     amp: Literal["none", "bf16"] = "none"
     seed: int = 0
