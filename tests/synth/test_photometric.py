@@ -93,14 +93,26 @@ def test_trace_kind_splits_the_trace(cfg: SynthConfig) -> None:
         assert marked.any(), method
 
 
-def test_faceshifter_lacks_the_camera_noise(cfg: SynthConfig) -> None:
-    """FaceShifter's face is high fidelity but its fine (sensor-noise) band is weaker than A's."""
-    fake = render_video(cfg, 0, VideoJob("FaceShifter", 0, 1))
-    ideal = ideal_video(cfg, 0, VideoJob("FaceShifter", 0, 1))
-    inner = cv2.erode(fake["donor_mask"][0], np.ones((5, 5), np.uint8)) > 0
-    e_fake = np.mean([(_highpass(f, 0.8)[inner] ** 2).mean() for f in fake["frames"]])
-    e_ideal = np.mean([(_highpass(f, 0.8)[inner] ** 2).mean() for f in ideal])
-    assert e_ideal - e_fake > 1.0 and e_fake > 0.8 * e_ideal, (e_fake, e_ideal)  # noise gone, content kept
+def _coarse_and_fine(cfg: SynthConfig, method: str) -> tuple[float, float, float]:
+    """Inside the (eroded) donor mask: mean |low-passed fake - ideal|, and the high-frequency
+    energy of the fake and of the ideal."""
+    fake = render_video(cfg, 0, VideoJob(method, 0, 1))
+    ideal = ideal_video(cfg, 0, VideoJob(method, 0, 1))
+    inner = [cv2.erode(m, np.ones((5, 5), np.uint8)) > 0 for m in fake["donor_mask"]]
+    coarse = np.mean([np.abs(cv2.GaussianBlur(f.astype(np.float32) - i, (0, 0), 3.0))[m].mean()
+                      for f, i, m in zip(fake["frames"], ideal, inner)])
+    e_fake = np.mean([(_highpass(f, 0.8)[m] ** 2).mean() for f, m in zip(fake["frames"], inner)])
+    e_ideal = np.mean([(_highpass(i, 0.8)[m] ** 2).mean() for i, m in zip(ideal, inner)])
+    return float(coarse), float(e_fake), float(e_ideal)
+
+
+def test_faceshifter_is_smooth_but_faithful(cfg: SynthConfig) -> None:
+    """FaceShifter's face lacks A's sensor noise and fine detail (much less high-frequency energy
+    than the ideal) but is the most faithful swap at coarse scales."""
+    coarse, e_fake, e_ideal = _coarse_and_fine(cfg, "FaceShifter")
+    assert e_fake < 0.5 * e_ideal, (e_fake, e_ideal)
+    for other in ("Deepfakes", "FaceSwap"):
+        assert coarse < _coarse_and_fine(cfg, other)[0], other
 
 
 def _trace(fake: np.ndarray, ideal: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ class SynthConfig:
     motion: float = 1.0  # amplitude of head motion (1 = default)
     supersample: int = 2  # drawing resolution factor (anti-aliasing)
     blur: float = 0.55  # camera lens softness, Gaussian sigma in pixels
-    noise: float = 2.0  # camera sensor noise, std in 0..255 units at mid-grey (signal-dependent)
+    noise: float = 2.5  # camera sensor noise, std in 0..255 units at mid-grey (signal-dependent)
     deepfakes_bottleneck: int = 40  # side in pixels of the Deepfakes low-resolution face
     trace_threshold: float = 1.5  # local RMS of the fine (> 2 px) departure from the ideal (0..255): a trace
     colour_threshold: float = 5.0  # coarse (2 px-smoothed) departure from the ideal (0..255): a trace

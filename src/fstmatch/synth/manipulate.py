@@ -13,7 +13,7 @@ quantises away; few are coarse (colour, hard seams) and survive it.
 | method | donor content | how it is put in | traces |
 |---|---|---|---|
 | Deepfakes | B's inner face in A's pose | bottleneck (texture and noise lost), small colour error, flicker | fine; smooth wide blend |
-| FaceSwap | B's own frame, landmark-warped (bilinear) | partial colour correction, hard blend | resampling, skin tone, hard seam |
+| FaceSwap | B's own frame, landmark-warped (bilinear) | no colour correction, hard blend | resampling, skin tone, hard seam |
 | FaceShifter | B's inner face in A's pose and skin tone | no camera noise, thin feather | noise pattern missing (fine) |
 | Face2Face | A's face with B's expression (eyes, mouth) | re-rendered soft, no noise, banded feather | mouth/eye softness, band |
 | NeuralTextures | A's mouth with B's mouth motion | fine low-amplitude synthetic texture, no noise | texture (fine) |
@@ -206,7 +206,7 @@ def deepfakes(real: np.ndarray, s: Scene) -> FakeFrame:
 
 def faceswap(real: np.ndarray, s: Scene) -> FakeFrame:
     """B's own camera frame (B's pose, A's expression and light) warped onto A by an affine fit of
-    the inner landmarks (bilinear resampling), colour corrected half-way, hard blend."""
+    the inner landmarks (bilinear resampling), no colour correction, hard blend."""
     h, w = s.size
     pose_b = replace(s.pose_b, blink=s.pose_a.blink, mouth=s.pose_a.mouth, light=s.pose_a.light,
                      light_dir=s.pose_a.light_dir)
@@ -220,17 +220,16 @@ def faceswap(real: np.ndarray, s: Scene) -> FakeFrame:
     lm_w = (lm_b @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
     lm = np.concatenate([_landmarks(s.a, s.a, s.pose_a)[:17], lm_w[17:]])
     region = _polygon_mask(s.size, _hull(face_region(lm), 0.9))
-    warped = _colour_transfer(warped, real, region, strength=0.5)
-    alpha = cv2.GaussianBlur((region > 0.5).astype(np.float32), (0, 0), 0.6)  # hard blend
+    alpha = (region > 0.5).astype(np.float32)  # hard blend
     fake = _blend(real, np.clip(warped, 0, 255), alpha)
     return _fake(fake, lm, alpha, _ideal(s, s.b, s.pose_a), s)
 
 
 def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
-    """High fidelity: B's inner face in A's pose with A's skin tone, generated slightly smooth and
-    without A's camera noise pattern, blended with a thin feather."""
+    """High fidelity: B's inner face in A's pose with A's skin tone, slightly smoother than the lens
+    and without A's camera noise pattern, blended with a thin feather."""
     donor_img, lm = render_face(s.a, s.b, s.pose_a, s.size, skin=s.a.skin, supersample=s.supersample)
-    donor = _lens(donor_img, s.blur + 0.35)  # the generator's output: a touch smoother than the lens
+    donor = _lens(donor_img, s.blur + 0.01 * s.pose_a.scale)  # the generator's output: smoother than the lens
     hard = _polygon_mask(s.size, _hull(face_region(lm), 0.95))
     donor = _colour_transfer(donor, real, hard)
     alpha = cv2.GaussianBlur(hard, (0, 0), 0.8)
@@ -243,26 +242,27 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
     img, lm = render_face(s.a, s.a, pose, s.size, supersample=s.supersample)
     lm_a = _landmarks(s.a, s.a, s.pose_a)
     # Regions: the mouth (and eyes) of both expressions, grown, so neither old nor new lips leak.
-    regions = [_hull(np.concatenate([lm[48:68], lm_a[48:68]]), 1.45)]
+    regions = [_hull(np.concatenate([lm[48:68], lm_a[48:68]]), 1.45 + 0.25 * texture)]
     if eyes:
         regions += [_hull(np.concatenate([lm[k:k + 6], lm_a[k:k + 6]]), 1.6) for k in (36, 42)]
     hard = np.maximum.reduce([_polygon_mask(s.size, r) for r in regions])
     video_rng = np.random.default_rng(s.fake_noise_seed[:-1])
     if texture:
         # Neural rendering: sharp like the camera, no sensor noise, a fine synthetic texture
-        # (4-7 px periods, ~4/255 RMS) fixed per video in frame coordinates.
+        # (periods of 0.12-0.2 face widths, ~7/255 RMS) fixed per video in frame coordinates.
         rendered = _lens(img, s.blur)
         yy, xx = np.mgrid[0:s.size[0], 0:s.size[1]].astype(np.float32)
         pattern = np.zeros(s.size, np.float32)
         for _ in range(3):
-            f, th, ph = video_rng.uniform(0.9, 1.5), video_rng.uniform(0, np.pi), video_rng.uniform(0, 2 * np.pi)
+            period = video_rng.uniform(0.12, 0.2) * s.pose_a.scale  # face units -> px
+            f, th, ph = 2 * np.pi / period, video_rng.uniform(0, np.pi), video_rng.uniform(0, 2 * np.pi)
             pattern += np.sin(f * (np.cos(th) * xx + np.sin(th) * yy) + ph)
-        rendered += 3.5 * pattern[..., None] * video_rng.uniform(0.8, 1.2, 3).astype(np.float32)
+        rendered += 5.5 * pattern[..., None] * video_rng.uniform(0.8, 1.2, 3).astype(np.float32)
         feather = max(0.8, 0.03 * s.pose_a.scale)
     else:
         # Face2Face's re-rendering: softer than the camera, no sensor noise, a slightly different
         # brightness, over a wide blending band.
-        rendered = _lens(img, s.blur + 0.6) * video_rng.uniform(0.97, 1.03)
+        rendered = _lens(img, s.blur + 0.014 * s.pose_a.scale) * video_rng.uniform(0.98, 1.02)
         feather = max(1.0, 0.05 * s.pose_a.scale)
     alpha = cv2.GaussianBlur(hard, (0, 0), feather)
     fake = _blend(real, np.clip(rendered, 0, 255), alpha)

@@ -240,15 +240,18 @@ def _iris_texture(patch: np.ndarray, centre: np.ndarray, radius: float, seed: in
 def camera(image: np.ndarray, rng: np.random.Generator, blur: float, noise: float) -> np.ndarray:
     """Lens softness (Gaussian sigma ``blur`` px) and sensor noise -> uint8.
 
-    The noise is signal-dependent (shot noise plus read noise: variance ``noise**2 * (0.3 + 1.4 I)``
-    for intensity I in [0, 1], so std ``noise`` in 0..255 units at mid-grey), per channel, and
-    slightly correlated over neighbouring pixels as after demosaicing."""
+    The noise is signal-dependent (shot noise plus read noise: std ``noise * sqrt(0.3 + 1.4 I)``
+    in 0..255 units for intensity I in [0, 1], so ``noise`` at mid-grey), per channel, with two
+    grains of equal std: a fine one (slightly correlated, as after demosaicing) and a blotchy one
+    about 4 px across (a camera's denoising and sharpening leave such mid-frequency noise)."""
     out = image * 255
     if blur > 0:
         out = cv2.GaussianBlur(out, (0, 0), blur)
     if noise > 0:
-        grain = cv2.GaussianBlur(rng.standard_normal(out.shape, dtype=np.float32), (0, 0), 0.45)
-        grain /= max(float(grain.std()), 1e-6)
+        grain = np.zeros(out.shape, np.float32)
+        for sigma, weight in ((0.45, 1.0), (1.6, 1.0)):
+            g = cv2.GaussianBlur(rng.standard_normal(out.shape, dtype=np.float32), (0, 0), sigma)
+            grain += weight * g / max(float(g.std()), 1e-6)
         std = noise * np.sqrt(0.3 + 1.4 * np.clip(image, 0, 1))
         out = out + std * grain
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

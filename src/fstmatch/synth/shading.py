@@ -9,7 +9,8 @@ size, vectorised:
   fine pore relief. Each pixel is ray-cast (orthographic, the landmarks' :func:`project` pose)
   onto the ellipsoid, which gives its face-unit coordinates (so textures stick to the skin when the
   head turns) and the depth whose gradient gives the normals;
-- **skin albedo**: pores (band-passed noise at 1-2 px), mottling and redness at a coarser scale,
+- **skin albedo**: pores (band-passed noise at 1-3 texels), fine variation (4 texels), mottling
+  and redness at coarser scales,
   fixed per identity in face units; inside the inner-face region they are the inner identity's
   (a swap moves them), elsewhere the context's;
 - **hair**: strand texture (noise stretched along the hair's flow) and a sheen band;
@@ -65,10 +66,11 @@ def skin_texture(person: Identity) -> np.ndarray:
     shape = _grid(_SKIN_BOX)
     pores = _noise(rng, shape, 0.8) - 0.6 * _noise(rng, shape, 2.5)  # band-passed: 1-3 texels
     pores /= max(float(pores.std()), 1e-6)
+    fine = _noise(rng, shape, 4.0)
     mottle = _noise(rng, shape, 10.0)
     redness = _noise(rng, shape, 18.0)
     grain = person.skin_detail
-    lum = 1 + grain * (0.045 * pores + 0.03 * mottle)
+    lum = 1 + grain * (0.04 * pores + 0.035 * fine + 0.045 * mottle)
     tex = np.stack([lum * (1 + 0.03 * redness), lum * (1 - 0.015 * redness), lum * (1 - 0.01 * redness),
                     -grain * 0.0009 * np.clip(pores, -3, 1.5)], axis=-1)  # pores are pits
     tex.flags.writeable = False
