@@ -25,7 +25,7 @@ def cfg() -> SynthConfig:
     return load_config(SynthConfig, kind="synth", preset="micro")
 
 
-def _highpass(x: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+def _highpass(x: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     x = x.astype(np.float32)
     return x - cv2.GaussianBlur(x, (0, 0), sigma)
 
@@ -110,7 +110,7 @@ def test_faceshifter_is_smooth_but_faithful(cfg: SynthConfig) -> None:
     """FaceShifter's face lacks A's sensor noise and fine detail (much less high-frequency energy
     than the ideal) but is the most faithful swap at coarse scales."""
     coarse, e_fake, e_ideal = _coarse_and_fine(cfg, "FaceShifter")
-    assert e_fake < 0.5 * e_ideal, (e_fake, e_ideal)
+    assert e_fake < 0.8 * e_ideal, (e_fake, e_ideal)
     for other in ("Deepfakes", "FaceSwap"):
         assert coarse < _coarse_and_fine(cfg, other)[0], other
 
@@ -123,8 +123,9 @@ def _trace(fake: np.ndarray, ideal: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("method", ffpp.METHODS)
 def test_fine_trace_is_fragile_to_compression(tmp_path: Path, method: str) -> None:
-    """The high-frequency part of the trace (fake - ideal, high-passed, inside the trace mask)
-    loses much more of its energy from raw to c40 than from raw to c23 (FF++'s c40 difficulty).
+    """The high-frequency part of the trace (fake - ideal, above a 2 px Gaussian as the fine part
+    of ``trace_kind``, inside the trace mask) loses much more of its energy from raw to c40 than
+    from raw to c23 (FF++'s c40 difficulty).
 
     Fake and ideal are encoded alike; what survives of the raw trace at a compression is the part
     of the decoded difference along it (the regression coefficient on the raw trace, squared:

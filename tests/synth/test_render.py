@@ -119,7 +119,7 @@ def test_donor_pixels_come_from_the_donor(cfg: SynthConfig, method: str) -> None
 
 
 def test_each_method_leaves_its_trace(cfg: SynthConfig) -> None:
-    """Swaps replace most of the face; reenactments touch only mouth (and eyes); FaceShifter's
+    """Swaps replace most of the face; reenactments touch only the mouth (and eyes); FaceShifter's
     trace is fine detail (the missing noise pattern): the smallest coarse share among the swaps,
     FaceSwap's (colour mismatch) the largest."""
     from fstmatch.synth.manipulate import COARSE
@@ -130,6 +130,6 @@ def test_each_method_leaves_its_trace(cfg: SynthConfig) -> None:
         share[method] = out["donor_mask"].mean()
         inside = out["donor_mask"] > 0
         coarse[method] = ((out["trace_kind"] & COARSE) > 0)[inside].mean()
-    assert share["NeuralTextures"] < share["Face2Face"] < share["Deepfakes"]
+    assert share["Face2Face"] < 0.5 * share["Deepfakes"]
     assert share["NeuralTextures"] < 0.5 * share["FaceSwap"]
     assert coarse["FaceShifter"] < coarse["Deepfakes"] < coarse["FaceSwap"], coarse
