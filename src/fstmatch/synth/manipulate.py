@@ -14,9 +14,9 @@ quantises away; few are coarse (colour, hard seams) and survive it.
 |---|---|---|---|
 | Deepfakes | B's inner face in A's pose | bottleneck (texture and noise lost), small colour error, flicker | fine; smooth wide blend |
 | FaceSwap | B's own frame, landmark-warped (bilinear) | no colour correction, hard blend | resampling, skin tone, hard seam |
-| FaceShifter | B's inner face in A's pose and skin tone | no camera noise, thin feather | noise pattern missing (fine) |
+| FaceShifter | B's inner face in A's pose and skin tone | slightly smooth, half-strength foreign noise, thin feather | noise pattern (fine) |
 | Face2Face | A's face with B's expression (eyes, mouth) | re-rendered soft, no noise, banded feather | mouth/eye softness, band |
-| NeuralTextures | A's mouth with B's mouth motion | fine low-amplitude synthetic texture, no noise | texture (fine) |
+| NeuralTextures | A's lower face with B's mouth motion | fine low-amplitude synthetic texture, no noise | texture (fine) |
 """
 
 from __future__ import annotations
@@ -227,9 +227,12 @@ def faceswap(real: np.ndarray, s: Scene) -> FakeFrame:
 
 def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
     """High fidelity: B's inner face in A's pose with A's skin tone, slightly smoother than the lens
-    and without A's camera noise pattern, blended with a thin feather."""
+    and without A's camera noise pattern (a weaker noise of its own), blended with a thin feather."""
     donor_img, lm = render_face(s.a, s.b, s.pose_a, s.size, skin=s.a.skin, supersample=s.supersample)
     donor = _lens(donor_img, s.blur + 0.01 * s.pose_a.scale)  # the generator's output: smoother than the lens
+    # Its own, weaker noise pattern (not A's camera's): half the sensor noise, another seed.
+    rng = np.random.default_rng(s.fake_noise_seed)
+    donor = camera(np.clip(donor / 255, 0, 1), rng, 0.0, 0.5 * s.noise).astype(np.float32)
     hard = _polygon_mask(s.size, _hull(face_region(lm), 0.95))
     donor = _colour_transfer(donor, real, hard)
     alpha = cv2.GaussianBlur(hard, (0, 0), 0.8)
@@ -242,7 +245,10 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
     img, lm = render_face(s.a, s.a, pose, s.size, supersample=s.supersample)
     lm_a = _landmarks(s.a, s.a, s.pose_a)
     # Regions: the mouth (and eyes) of both expressions, grown, so neither old nor new lips leak.
-    regions = [_hull(np.concatenate([lm[48:68], lm_a[48:68]]), 1.45 + 0.25 * texture)]
+    if texture:  # NeuralTextures re-renders the lower face around the mouth (nose base to chin)
+        regions = [_hull(np.concatenate([lm[48:68], lm_a[48:68], lm[31:36], lm[5:12]]), 0.9)]
+    else:
+        regions = [_hull(np.concatenate([lm[48:68], lm_a[48:68]]), 1.45)]
     if eyes:
         regions += [_hull(np.concatenate([lm[k:k + 6], lm_a[k:k + 6]]), 1.6) for k in (36, 42)]
     hard = np.maximum.reduce([_polygon_mask(s.size, r) for r in regions])
