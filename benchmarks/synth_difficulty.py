@@ -80,6 +80,7 @@ def targets(all_c: dict, raw_only: dict) -> list[tuple[str, float, str, bool]]:
 def report(all_c: dict, raw_only: dict, meta: dict) -> str:
     """The markdown report: own figures, published figures, targets."""
     lines = [f"# FST-Synth difficulty ({meta['date']})", "", f"Protocol: {meta['protocol']}", "",
+             f"Command: `{meta['command']}`", "",
              f"Machine: {meta['machine']}. Step times (s, wall): "
              + ", ".join(f"{k} {v:.0f}" for k, v in meta["times"].items()), "",
              "## Frame AUC (video AUC) on the test split", "",
