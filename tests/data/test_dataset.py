@@ -67,8 +67,10 @@ def test_aligned_eyes_land_on_the_template(rows, micro_synth, micro_prepared):
 
     Two parts: the five-point fit itself (true landmarks in, since synthetic faces do not have the
     template's proportions) and dlib's landmark error on top (a frame pixel of micro's 128 px frames
-    is about 3 canvas pixels). Measured 2026-12-01 with the reference-exact template (issue 13): fit
-    2.83 px median; with dlib 4.23 median, 8.19 p90 (2026-11-25, the earlier template: 3.9, 5.7, 9.6).
+    is about 3 canvas pixels). Measured on flat faces with the earlier template (2026-11-25): fit
+    3.9 px median, with dlib 5.7 median, 9.6 p90; with the reference-exact template (issue 13): 2.83,
+    4.23, 8.19. On issue 10's shaded faces, yaw up to 30 degrees (earlier template): fit 4.2, with dlib
+    7.2 median, 18.3 p90 (dlib's landmarks err more on turned heads; median excess over the fit 3.0).
     """
     tmpl = template_points(224, 80, 0.9)[:2]
     fit_only, errors = [], []
@@ -82,8 +84,8 @@ def test_aligned_eyes_land_on_the_template(rows, micro_synth, micro_prepared):
     print(f"\nworse-eye error, px at 224: fit alone median {np.median(fit_only):.2f}; "
           f"with dlib landmarks median {np.median(errors):.2f}, p90 {np.percentile(errors, 90):.2f}")
     assert np.median(fit_only) < 5.0
-    assert np.median(errors) < 7.5 and np.median(errors - fit_only) < 3.0
-    assert np.percentile(errors, 90) < 15.0
+    assert np.median(errors) < 8.5 and np.median(errors - fit_only) < 4.0
+    assert np.percentile(errors, 90) < 22.0
 
 
 def test_landmarks_from_another_compression_map_through_both_boxes(rows, micro_synth, micro_prepared):

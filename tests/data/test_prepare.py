@@ -92,10 +92,12 @@ def test_landmark_error_against_ground_truth(micro_synth, micro_prepared):
           + ", ".join(f"{c} {np.mean(v):.3f}" for c, v in sorted(by_comp.items())))
     # measured 2026-11-25: 0.090 / 0.075 (raw 0.080, c23 0.082, c40 0.109); most of the 68-point
     # error is the jaw line, which the synthetic faces draw lower than dlib's model puts it. The
-    # five alignment points are what alignment uses.
+    # five alignment points are what alignment uses. 2026-12-01 (issue 10: shaded faces, yaw up to
+    # 30 degrees): 0.136 / 0.128; dlib's five-point error grows from ~0.09 frontal to ~0.12-0.16
+    # at 26 degrees of yaw on these faces.
     assert np.mean(nme) < 0.16
-    assert np.mean(five) < 0.10
-    assert np.median(five) < 0.08
+    assert np.mean(five) < 0.15
+    assert np.median(five) < 0.12
 
 
 def test_truth_landmarks_are_the_ground_truth(micro_synth, tmp_path):

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  videos {record['videos']} per compression ({record['rendered']} rendered now, "
           f"{record['videos'] - record['rendered']} already there); "
           f"{cfg['frames']} frames of {cfg['width']}x{cfg['height']}; compressions {', '.join(cfg['compressions'])}")
-    print("  ground truth: <compression folder>/gt/<video>.npz (landmarks, donor_mask, trace_mask)")
+    print("  ground truth: <compression folder>/gt/<video>.npz (landmarks, donor_mask, trace_mask, trace_kind)")
     print(f"  done in {time.perf_counter() - start:.1f} s")
     print(f"look at it: {out / 'contact_sheet.png'} (one row per method: source, donor, fake, difference, masks)")
     return 0

@@ -26,11 +26,11 @@ class SynthConfig:
     face_size: float = 0.42  # face width (jaw to jaw) as a fraction of the frame height
     motion: float = 1.0  # amplitude of head motion (1 = default)
     supersample: int = 2  # drawing resolution factor (anti-aliasing)
-    blur: float = 0.5  # camera lens blur, Gaussian sigma in pixels
-    noise: float = 1.5  # camera sensor noise, std in 0..255 units
+    blur: float = 0.55  # camera lens softness, Gaussian sigma in pixels
+    noise: float = 2.5  # camera sensor noise, std in 0..255 units at mid-grey (signal-dependent)
     deepfakes_bottleneck: int = 40  # side in pixels of the Deepfakes low-resolution face
-    trace_threshold: float = 6.0  # fine-detail departure from the ideal (0..255) marking a trace
-    colour_threshold: float = 16.0  # smoothed colour departure from the ideal (0..255) marking a trace
+    trace_threshold: float = 1.5  # local RMS of the fine (> 2 px) departure from the ideal (0..255): a trace
+    colour_threshold: float = 5.0  # coarse (2 px-smoothed) departure from the ideal (0..255): a trace
     x264_preset: str = "medium"  # c23/c40 (ffmpeg's default, as FF++)
     raw_x264_preset: str = "ultrafast"  # raw is lossless: the preset only trades file size for time
     methods: tuple[str, ...] = METHODS

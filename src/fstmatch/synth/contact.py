@@ -10,9 +10,11 @@ import numpy as np
 from fstmatch import ffpp
 from fstmatch.synth.codec import read_video
 from fstmatch.synth.config import SynthConfig
+from fstmatch.synth.manipulate import COARSE, FINE, SEAM
 from fstmatch.utils.io import atomic_path
 
-COLUMNS = ("source A (real)", "donor B (real)", "fake A_B", "|fake - A| x4", "donor (blue) trace (red)")
+COLUMNS = ("source A (real)", "donor B (real)", "fake A_B", "|fake - A| x4",
+           "donor blue; trace: fine red, coarse yellow, seam white")
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -39,10 +41,13 @@ def write_contact_sheet(root: str | Path, cfg: SynthConfig, splits: dict[str, li
         fake = read_video(ffpp.video_path(root, method, comp, name))[t]
         with np.load(ffpp.gt_path(root, method, comp, name)) as gt:
             donor, trace = gt["donor_mask"][t], gt["trace_mask"][t]
+            kind = gt["trace_kind"][t] if "trace_kind" in gt.files else trace
         diff = np.clip(np.abs(fake.astype(np.int16) - real_a.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
         masks = (0.5 * fake).astype(np.uint8)
         masks[donor > 0] = (0.5 * masks[donor > 0] + [0, 60, 127]).astype(np.uint8)
-        masks[trace > 0] = (255, 40, 40)
+        masks[(trace > 0) & (kind & SEAM > 0)] = (235, 235, 235)
+        masks[(trace > 0) & (kind & FINE > 0)] = (255, 40, 40)
+        masks[(trace > 0) & (kind & COARSE > 0)] = (250, 220, 30)
         cells = [real_a, real_b, fake, diff, masks]
         cells = [cv2.resize(c, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for c in cells]
         cells[0] = _label(cells[0], method)
@@ -51,7 +56,7 @@ def write_contact_sheet(root: str | Path, cfg: SynthConfig, splits: dict[str, li
     header = np.full((20, sheet.shape[1], 3), 255, np.uint8)
     cell_w = sheet.shape[1] // len(COLUMNS)
     for i, title in enumerate(COLUMNS):
-        cv2.putText(header, title, (i * cell_w + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(header, title, (i * cell_w + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.concatenate([header, sheet], axis=0)
     path = root / "contact_sheet.png"
     with atomic_path(path) as tmp:

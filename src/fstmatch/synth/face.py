@@ -54,6 +54,8 @@ class Identity:
     lip_color: RGB
     smile: float  # mouth corners raised by this much
     marks: tuple[tuple[float, float, float, float], ...]  # moles, freckles: (x, y, radius, darkness)
+    skin_detail: float  # strength of pores and mottling (1 = typical)
+    gloss: float  # specular strength of the skin
     # --- context
     jaw_width: float  # horizontal scale of the head outline (1 = nominal)
     face_length: float  # eye line to chin
@@ -123,6 +125,8 @@ def sample_identity(identity_id: int, rng: np.random.Generator) -> Identity:
         lip_color=_rgb(np.array([0.70, 0.32, 0.33]) * u(0.8, 1.0, 3)),
         smile=float(u(-0.01, 0.03)),
         marks=tuple(marks),
+        skin_detail=float(u(0.75, 1.3)),
+        gloss=float(u(0.06, 0.22)),
         jaw_width=float(u(0.95, 1.05)),
         face_length=float(u(0.80, 0.92)),
         chin_square=float(u(0.0, 1.0)),
@@ -145,7 +149,8 @@ class Pose:
 
     ``cx, cy``: pixel position of the eye midpoint; ``scale``: pixels per face unit; angles in
     radians; ``blink`` 0 open .. 1 closed; ``mouth`` 0 closed .. 1 wide open; ``light`` overall
-    brightness multiplier; ``light_dir`` left-right brightness gradient (fraction across the frame).
+    brightness multiplier; ``light_dir`` horizontal component of the key light's direction
+    (-1 from the left .. 1 from the right; see :mod:`fstmatch.synth.shading`).
     """
 
     cx: float

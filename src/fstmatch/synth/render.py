@@ -1,10 +1,12 @@
-"""Drawing procedural faces: anti-aliased vector drawing on a supersampled canvas, then a camera.
+"""Drawing procedural faces: anti-aliased vector drawing on a supersampled canvas, shading, camera.
 
 :func:`render_face` draws one frame: background, clothing, hair, head outline of the *context*
-identity, inner face (brows, eyes, nose, mouth, marks) of the *inner* identity, in a given
-:class:`~fstmatch.synth.face.Pose`. It returns a float RGB image in [0, 1] before the camera and the
-68 landmarks in frame pixels. :func:`camera` adds the lens blur and sensor noise and quantises.
-Layers (``regions``) let manipulations know where the face and its parts are.
+identity, inner face (brows, eyes with textured irises, nose, mouth, marks) of the *inner* identity,
+in a given :class:`~fstmatch.synth.face.Pose`, as base colours plus coverage layers (head skin,
+inner face, hair); :func:`fstmatch.synth.shading.shade` then lights it from a 3-D head shape with
+skin and hair texture. It returns a float RGB image in [0, 1] before the camera and the 68
+landmarks in frame pixels. :func:`camera` adds lens softness and signal-dependent sensor noise and
+quantises.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from fstmatch.synth.face import FOREHEAD_POINTS, Identity, Pose, face_points, project
+from fstmatch.synth.shading import shade
 
 _SHIFT = 4  # cv2 fixed-point bits: coordinates carry 1/16 pixel
 _ONE = 1 << _SHIFT
@@ -104,6 +107,9 @@ def render_face(
     h, w = size
     ss = supersample
     canvas = _background(context, h * ss, w * ss).copy()
+    # Coverage layers drawn with the same shapes: R head skin, G inner face, B hair.
+    layers = np.zeros_like(canvas)
+    skin_l, inner_l, hair_l, none_l = (255, 0, 0), (255, 255, 0), (0, 0, 255), (0, 0, 0)
 
     skin_c = np.asarray(skin if skin is not None else inner.skin)
     ctx_skin = np.asarray(context.skin)
@@ -121,11 +127,13 @@ def render_face(
 
     length = context.face_length
     # Clothing and neck (context skin: a swap never reaches below the jaw).
-    _poly(canvas, proj([(-0.26, 0.4, -0.2), (0.26, 0.4, -0.2), (0.3, length + 0.6, -0.2), (-0.3, length + 0.6, -0.2)]),
-          _rgb(ctx_skin, 0.8))
+    neck = proj([(-0.26, 0.4, -0.2), (0.26, 0.4, -0.2), (0.3, length + 0.6, -0.2), (-0.3, length + 0.6, -0.2)])
+    _poly(canvas, neck, _rgb(ctx_skin, 0.8))
+    _poly(layers, neck, skin_l)
     shoulders = proj([(-0.3, length + 0.45, -0.3), (0.3, length + 0.45, -0.3), (1.6, length + 0.8, -0.3),
                       (1.8, 6.0, -0.3), (-1.8, 6.0, -0.3), (-1.6, length + 0.8, -0.3)])
     _poly(canvas, shoulders, _rgb(context.cloth_color))
+    _poly(layers, shoulders, none_l)
     _line(canvas, proj([(-0.2, length + 0.46, -0.2), (0.0, length + 0.62, -0.2), (0.2, length + 0.46, -0.2)]),
           _rgb(context.cloth_color, 0.6), 0.03 * unit)
     # Hair behind the head (long hair falls to the shoulders).
@@ -135,17 +143,20 @@ def render_face(
     drop = 0.15 + 0.9 * context.hair_long
     back_pts = [(radius, drop, -0.3), *arc, (-radius, drop, -0.3)]
     _poly(canvas, proj(back_pts), _rgb(context.hair_color, 0.8))
+    _poly(layers, proj(back_pts), hair_l)
     # Ears, then the head: jaw outline closed over the forehead.
     for e in ears:
-        _ellipse(canvas, e, (0.06 * context.ear_size * unit, 0.11 * context.ear_size * unit), np.degrees(pose.roll),
-                 _rgb(ctx_skin, 0.9))
+        axes = (0.06 * context.ear_size * unit, 0.11 * context.ear_size * unit)
+        _ellipse(canvas, e, axes, np.degrees(pose.roll), _rgb(ctx_skin, 0.9))
+        _ellipse(layers, e, axes, np.degrees(pose.roll), skin_l)
     head = np.concatenate([lm[:17], forehead[1:-1]], axis=0)
     _poly(canvas, head, _rgb(ctx_skin))
-    # Inner face skin (the swapped region's tone), with a darker rim so the outline reads as 3D.
+    _poly(layers, head, skin_l)
+    # Inner face skin (the swapped region's tone); the shading gives the head its volume.
     inner_skin = np.concatenate([lm[1:16], forehead[3:-3]], axis=0)
     centre = lm[27:31].mean(axis=0)
-    _poly(canvas, centre + 0.97 * (inner_skin - centre), _rgb(skin_c, 0.93))
-    _poly(canvas, centre + 0.85 * (inner_skin - centre), _rgb(skin_c))
+    _poly(canvas, centre + 0.97 * (inner_skin - centre), _rgb(skin_c))
+    _poly(layers, centre + 0.97 * (inner_skin - centre), inner_l)
     # Hair in front: a cap down to the hairline.
     hl = context.hair_top
     cap = [(0.5 * context.jaw_width * 1.04, 0.0, -0.2)]
@@ -154,6 +165,7 @@ def render_face(
     cap += [(-0.5 * context.jaw_width * 1.04, 0.0, -0.2)]
     cap += [(x, -hl + 0.12 * (2 * abs(x)) ** 2 - 0.04 * np.sin(9 * x), 0.05) for x in np.linspace(-0.45, 0.45, 11)]
     _poly(canvas, proj(cap), _rgb(context.hair_color))
+    _poly(layers, proj(cap), hair_l)
 
     # Marks (moles, freckles) under the features.
     for mx, my, mr, dark in inner.marks:
@@ -177,6 +189,7 @@ def render_face(
         _poly(layer, outline - off, (235, 232, 228))
         r = inner.iris_ratio * inner.eye_open * unit
         _ellipse(layer, iris - off, (r, r), 0, _rgb(inner.iris))
+        _iris_texture(layer, iris - off, r, inner.id)
         _ellipse(layer, iris - off, (0.45 * r, 0.45 * r), 0, (15, 12, 12))
         _ellipse(layer, iris - off + np.array([-0.3 * r, -0.35 * r]), (0.18 * r, 0.18 * r), 0, (250, 250, 250))
         mask = np.zeros(patch.shape[:2], np.uint8)
@@ -201,17 +214,44 @@ def render_face(
     _line(canvas, _smooth_curve(lm[60:65], 4), _rgb(inner.lip_color, 0.45), 0.012 * unit)
 
     image = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    # Lighting: global brightness drift and a left-right gradient.
+    cover = cv2.resize(layers, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    out_pose = Pose(pose.cx, pose.cy, pose.scale, pose.roll, pose.yaw, pose.pitch, light_dir=pose.light_dir)
+    image = shade(image, cover, context, inner, out_pose)
+    # Global brightness drift, and the light's direction on the backdrop too.
     gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
-    image *= pose.light * (1 + pose.light_dir * gx)
+    image *= pose.light * (1 + 0.15 * pose.light_dir * gx)
     return np.clip(image, 0, 1), (lm / ss).astype(np.float32)
 
 
+def _iris_texture(patch: np.ndarray, centre: np.ndarray, radius: float, seed: int) -> None:
+    """Radial fibres and a dark limbal ring over the iris disc of ``patch`` (uint8, in place)."""
+    h, w = patch.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xx - centre[0], yy - centre[1]
+    r = np.hypot(dx, dy) / max(radius, 1e-3)
+    theta = np.arctan2(dy, dx)
+    rng = np.random.default_rng([seed, 79])
+    fibres = sum(np.cos(k * theta + ph) for k, ph in zip(rng.integers(9, 40, 5), rng.uniform(0, 2 * np.pi, 5)))
+    factor = (1 + 0.12 * fibres * np.clip(r, 0.3, 1)) * (1 - 0.45 * np.clip((r - 0.75) / 0.25, 0, 1))
+    inside = r < 1.0
+    patch[inside] = np.clip(patch[inside] * factor[inside, None], 0, 255).astype(np.uint8)
+
+
 def camera(image: np.ndarray, rng: np.random.Generator, blur: float, noise: float) -> np.ndarray:
-    """Lens blur (Gaussian sigma ``blur`` px) and sensor noise (std ``noise`` in 0..255 units) -> uint8."""
+    """Lens softness (Gaussian sigma ``blur`` px) and sensor noise -> uint8.
+
+    The noise is signal-dependent (shot noise plus read noise: std ``noise * sqrt(0.3 + 1.4 I)``
+    in 0..255 units for intensity I in [0, 1], so ``noise`` at mid-grey), per channel, with two
+    grains of equal std: a fine one (slightly correlated, as after demosaicing) and a blotchy one
+    about 4 px across (a camera's denoising and sharpening leave such mid-frequency noise)."""
     out = image * 255
     if blur > 0:
         out = cv2.GaussianBlur(out, (0, 0), blur)
     if noise > 0:
-        out = out + noise * rng.standard_normal(out.shape, dtype=np.float32)
+        grain = np.zeros(out.shape, np.float32)
+        for sigma, weight in ((0.45, 1.0), (1.6, 1.0)):
+            g = cv2.GaussianBlur(rng.standard_normal(out.shape, dtype=np.float32), (0, 0), sigma)
+            grain += weight * g / max(float(g.std()), 1e-6)
+        std = noise * np.sqrt(0.3 + 1.4 * np.clip(image, 0, 1))
+        out = out + std * grain
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

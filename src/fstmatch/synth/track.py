@@ -26,9 +26,11 @@ def make_track(identity: Identity, rng: np.random.Generator, frames: int, size: 
     scale = face_size * h * identity.size * (1 + 0.05 * m * _smooth(rng, t, (0.2, 0.6)))
     cx = w / 2 + w * 0.06 * m * _smooth(rng, t, (0.3, 1.0))
     cy = 0.40 * h + h * 0.03 * m * _smooth(rng, t, (0.3, 1.0))
-    roll = 0.08 * m * _smooth(rng, t, (0.3, 1.0))
-    yaw = 0.15 * m * _smooth(rng, t, (0.3, 1.0))
-    pitch = 0.06 * m * _smooth(rng, t, (0.3, 1.0))
+    # Talking-head ranges: yaw within about +-30 degrees, pitch +-15, roll +-10 (a per-video
+    # offset plus smooth motion, clipped).
+    roll = m * np.clip(rng.uniform(-0.06, 0.06) + 0.11 * _smooth(rng, t, (0.3, 1.0)), -0.17, 0.17)
+    yaw = m * np.clip(rng.uniform(-0.22, 0.22) + 0.32 * _smooth(rng, t, (0.3, 1.0)), -0.52, 0.52)
+    pitch = m * np.clip(rng.uniform(-0.08, 0.08) + 0.17 * _smooth(rng, t, (0.3, 1.0)), -0.26, 0.26)
     # Talking: the mouth opens and closes a few times a second, with pauses.
     mouth = np.clip(0.5 + 0.7 * _smooth(rng, t, (2.0, 4.0)), 0, 1) * np.clip(0.6 + _smooth(rng, t, (0.3, 0.8)), 0, 1)
     # Blinks last three frames (half, closed, half); at least one per video of 6+ frames.
@@ -41,7 +43,7 @@ def make_track(identity: Identity, rng: np.random.Generator, frames: int, size: 
             if k + d < frames:
                 blink[k + d] = max(blink[k + d], v)
     light = 1 + 0.08 * _smooth(rng, t, (0.1, 0.3)) + rng.uniform(-0.08, 0.05)
-    light_dir = 0.12 * _smooth(rng, t, (0.1, 0.3))
+    light_dir = rng.uniform(-0.6, 0.6) + 0.08 * _smooth(rng, t, (0.1, 0.3))  # key light, left .. right
     return [
         Pose(float(cx[i]), float(cy[i]), float(scale[i]), float(roll[i]), float(yaw[i]), float(pitch[i]),
              float(blink[i]), float(mouth[i]), float(light[i]), float(light_dir[i]))
