@@ -13,17 +13,6 @@ from fstmatch.explain import shapley
 from .toys import CellGame
 
 
-@pytest.fixture
-def game3() -> CellGame:
-    """3x3 game with every kind of term, so sampled marginals vary."""
-    return CellGame(3, n_classes=2, seed=1)
-
-
-@pytest.fixture
-def ones12() -> torch.Tensor:
-    return torch.ones(2, 3, 12, 12)
-
-
 def _zscores(res, exact) -> torch.Tensor:
     return ((res.values - exact.values) / res.stderr).flatten()
 

@@ -15,14 +15,6 @@ from .toys import CellGame
 METHODS = ("kernel", "leverage", "unbiased")
 
 
-@pytest.fixture
-def game3() -> CellGame:
-    return CellGame(3, n_classes=2, seed=1)
-
-
-@pytest.fixture
-def ones12() -> torch.Tensor:
-    return torch.ones(2, 3, 12, 12)
 
 
 @pytest.mark.parametrize("method", ["kernel", "leverage"])
