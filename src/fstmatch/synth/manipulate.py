@@ -229,7 +229,7 @@ def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
     """High fidelity: B's inner face in A's pose with A's skin tone, slightly smoother than the lens
     and without A's camera noise pattern (a weaker noise of its own), blended with a thin feather."""
     donor_img, lm = render_face(s.a, s.b, s.pose_a, s.size, skin=s.a.skin, supersample=s.supersample)
-    donor = _lens(donor_img, s.blur + 0.01 * s.pose_a.scale)  # the generator's output: smoother than the lens
+    donor = _lens(donor_img, s.blur + 0.005 * s.pose_a.scale)  # the generator's output: smoother than the lens
     # Its own, weaker noise pattern (not A's camera's): half the sensor noise, another seed.
     rng = np.random.default_rng(s.fake_noise_seed)
     donor = camera(np.clip(donor / 255, 0, 1), rng, 0.0, 0.5 * s.noise).astype(np.float32)
@@ -254,9 +254,9 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
     hard = np.maximum.reduce([_polygon_mask(s.size, r) for r in regions])
     video_rng = np.random.default_rng(s.fake_noise_seed[:-1])
     if texture:
-        # Neural rendering: sharp like the camera, no sensor noise, a fine synthetic texture
+        # Neural rendering: a little soft, no sensor noise, a fine synthetic texture
         # (periods of 0.12-0.2 face widths, ~7/255 RMS) fixed per video in frame coordinates.
-        rendered = _lens(img, s.blur)
+        rendered = _lens(img, s.blur + 0.008 * s.pose_a.scale)  # slightly softer than the camera
         yy, xx = np.mgrid[0:s.size[0], 0:s.size[1]].astype(np.float32)
         pattern = np.zeros(s.size, np.float32)
         for _ in range(3):
