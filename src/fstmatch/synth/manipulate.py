@@ -128,9 +128,11 @@ def _landmarks(context: Identity, inner: Identity, pose: Pose) -> np.ndarray:
     return project(face_points(context, inner, pose.blink, pose.mouth), pose)[:68].astype(np.float32)
 
 
-def _ideal(s: Scene, inner: Identity, pose: Pose) -> np.ndarray:
-    """The manipulation done perfectly: rendered in one go, A's skin, A's camera noise."""
-    img, _ = render_face(s.a, inner, pose, s.size, skin=s.a.skin, supersample=s.supersample)
+def _ideal(s: Scene, inner: Identity, pose: Pose, rendered: np.ndarray | None = None) -> np.ndarray:
+    """The manipulation done perfectly: rendered in one go, A's skin, A's camera noise.
+    ``rendered``: that very rendering when the caller already has it (it is not drawn again)."""
+    img = rendered if rendered is not None else render_face(s.a, inner, pose, s.size, skin=s.a.skin,
+                                                            supersample=s.supersample)[0]
     return camera(img, np.random.default_rng(s.real_noise_seed), s.blur, s.noise)
 
 
@@ -237,7 +239,7 @@ def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
     donor = _colour_transfer(donor, real, hard)
     alpha = cv2.GaussianBlur(hard, (0, 0), 0.8)
     fake = _blend(real, np.clip(donor, 0, 255), alpha)
-    return _fake(fake, lm, alpha, _ideal(s, s.b, s.pose_a), s)
+    return _fake(fake, lm, alpha, _ideal(s, s.b, s.pose_a, donor_img), s)  # the same rendering as the ideal's
 
 
 def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame:
@@ -272,7 +274,7 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
         feather = max(1.0, 0.05 * s.pose_a.scale)
     alpha = cv2.GaussianBlur(hard, (0, 0), feather)
     fake = _blend(real, np.clip(rendered, 0, 255), alpha)
-    return _fake(fake, lm, alpha, _ideal(s, s.a, pose), s)
+    return _fake(fake, lm, alpha, _ideal(s, s.a, pose, img), s)  # A's own face: the ideal's rendering
 
 
 def face2face(real: np.ndarray, s: Scene) -> FakeFrame:
