@@ -128,9 +128,11 @@ def _landmarks(context: Identity, inner: Identity, pose: Pose) -> np.ndarray:
     return project(face_points(context, inner, pose.blink, pose.mouth), pose)[:68].astype(np.float32)
 
 
-def _ideal(s: Scene, inner: Identity, pose: Pose) -> np.ndarray:
-    """The manipulation done perfectly: rendered in one go, A's skin, A's camera noise."""
-    img, _ = render_face(s.a, inner, pose, s.size, skin=s.a.skin, supersample=s.supersample)
+def _ideal(s: Scene, inner: Identity, pose: Pose, rendered: np.ndarray | None = None) -> np.ndarray:
+    """The manipulation done perfectly: rendered in one go, A's skin, A's camera noise.
+    ``rendered``: that very rendering when the caller already has it (it is not drawn again)."""
+    img = rendered if rendered is not None else render_face(s.a, inner, pose, s.size, skin=s.a.skin,
+                                                            supersample=s.supersample)[0]
     return camera(img, np.random.default_rng(s.real_noise_seed), s.blur, s.noise)
 
 
@@ -229,7 +231,7 @@ def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
     """High fidelity: B's inner face in A's pose with A's skin tone, slightly smoother than the lens
     and without A's camera noise pattern (a weaker noise of its own), blended with a thin feather."""
     donor_img, lm = render_face(s.a, s.b, s.pose_a, s.size, skin=s.a.skin, supersample=s.supersample)
-    donor = _lens(donor_img, s.blur + 0.01 * s.pose_a.scale)  # the generator's output: smoother than the lens
+    donor = _lens(donor_img, s.blur + 0.005 * s.pose_a.scale)  # the generator's output: smoother than the lens
     # Its own, weaker noise pattern (not A's camera's): half the sensor noise, another seed.
     rng = np.random.default_rng(s.fake_noise_seed)
     donor = camera(np.clip(donor / 255, 0, 1), rng, 0.0, 0.5 * s.noise).astype(np.float32)
@@ -237,7 +239,7 @@ def faceshifter(real: np.ndarray, s: Scene) -> FakeFrame:
     donor = _colour_transfer(donor, real, hard)
     alpha = cv2.GaussianBlur(hard, (0, 0), 0.8)
     fake = _blend(real, np.clip(donor, 0, 255), alpha)
-    return _fake(fake, lm, alpha, _ideal(s, s.b, s.pose_a), s)
+    return _fake(fake, lm, alpha, _ideal(s, s.b, s.pose_a, donor_img), s)  # the same rendering as the ideal's
 
 
 def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame:
@@ -254,9 +256,9 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
     hard = np.maximum.reduce([_polygon_mask(s.size, r) for r in regions])
     video_rng = np.random.default_rng(s.fake_noise_seed[:-1])
     if texture:
-        # Neural rendering: sharp like the camera, no sensor noise, a fine synthetic texture
+        # Neural rendering: a little soft, no sensor noise, a fine synthetic texture
         # (periods of 0.12-0.2 face widths, ~7/255 RMS) fixed per video in frame coordinates.
-        rendered = _lens(img, s.blur)
+        rendered = _lens(img, s.blur + 0.008 * s.pose_a.scale)  # slightly softer than the camera
         yy, xx = np.mgrid[0:s.size[0], 0:s.size[1]].astype(np.float32)
         pattern = np.zeros(s.size, np.float32)
         for _ in range(3):
@@ -272,7 +274,7 @@ def _reenact(real: np.ndarray, s: Scene, eyes: bool, texture: bool) -> FakeFrame
         feather = max(1.0, 0.05 * s.pose_a.scale)
     alpha = cv2.GaussianBlur(hard, (0, 0), feather)
     fake = _blend(real, np.clip(rendered, 0, 255), alpha)
-    return _fake(fake, lm, alpha, _ideal(s, s.a, pose), s)
+    return _fake(fake, lm, alpha, _ideal(s, s.a, pose, img), s)  # A's own face: the ideal's rendering
 
 
 def face2face(real: np.ndarray, s: Scene) -> FakeFrame:
