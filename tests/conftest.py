@@ -52,3 +52,40 @@ def micro_prepared(shared_cache, micro_synth: Path) -> Path:
     return shared_cache(
         "micro-prepared", lambda d: prepare(micro_synth, d / "prep", frames_per_video=4, workers=1)
     ) / "prep"
+
+
+#: The faces of a hand-made manifest: (method, video, det label, source, target).
+ToyFace = tuple[str, str, int, int, int]
+
+
+@pytest.fixture
+def toy_manifest(tmp_path: Path) -> Callable[[list[ToyFace]], Path]:
+    """Writes a hand-made manifest of random 96-px c23 test crops, one per face, with landmarks
+    where both alignment conventions read them; returns a function ``make(faces) -> manifest path``."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    pts = np.full((68, 2), 48.0)
+    pts[36:42], pts[42:48] = [34, 40], [62, 40]  # eyes
+    pts[30] = [48, 56]  # nose tip
+    pts[48:51], pts[54:57] = [37, 70], [59, 70]  # mouth corners and the upper-lip points beside them
+    landmarks = pts.tolist()
+
+    def make(faces: list[ToyFace]) -> Path:
+        root = tmp_path / "prep"
+        (root / "crops").mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        rows = []
+        for method, video, label, source, target in faces:
+            path = f"crops/{method}_{video}.png"
+            cv2.imwrite(str(root / path), rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+            rows.append({"id": f"{method}/c23/{video}/0000", "path": path, "mask_path": None, "method": method,
+                         "compression": "c23", "video": video, "frame": 0, "split": "test", "label": label,
+                         "source": source, "target": target, "box": [0, 0, 96, 96], "landmarks": landmarks,
+                         "score": None})
+        (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return root / "manifest.jsonl"
+
+    return make

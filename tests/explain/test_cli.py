@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,32 +14,9 @@ from fstmatch.cli.explain import resolve_target_kind
 from fstmatch.errors import UserError
 
 
-def _landmarks() -> list[list[float]]:
-    """68 points on a 96-px crop with eyes, nose tip and mouth corners where alignment needs them."""
-    pts = np.full((68, 2), 48.0)
-    pts[36:42] = [34, 40]
-    pts[42:48] = [62, 40]
-    pts[30] = [48, 56]
-    pts[48], pts[54] = [37, 70], [59, 70]
-    return pts.tolist()
-
-
 @pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    root = tmp_path / "prep"
-    (root / "crops").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for method, video, label, source, target in [("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17),
-                                                 ("Deepfakes", "005_009", 1, 5, 9)]:
-        path = f"crops/{method}_{video}.png"
-        cv2.imwrite(str(root / path), rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
-        rows.append({"id": f"{method}/c23/{video}/0000", "path": path, "mask_path": None, "method": method,
-                     "compression": "c23", "video": video, "frame": 0, "split": "test", "label": label,
-                     "source": source, "target": target, "box": [0, 0, 96, 96], "landmarks": _landmarks(),
-                     "score": None})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root / "manifest.jsonl"
+def manifest(toy_manifest) -> Path:
+    return toy_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17), ("Deepfakes", "005_009", 1, 5, 9)])
 
 
 def _save(tmp_path: Path, name: str, **kw) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,31 +19,10 @@ from fstmatch.models import create_model
 ARCH = "deepfakebench:xception"
 
 
-def _landmarks() -> list[list[float]]:
-    """68 points on a 96-px crop: eyes, nose tip and the mouth points both conventions read."""
-    pts = np.full((68, 2), 48.0)
-    pts[36:42], pts[42:48] = [34, 40], [62, 40]
-    pts[30] = [48, 56]
-    pts[48:51], pts[54:57] = [37, 70], [59, 70]
-    return pts.tolist()
-
-
 @pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    root = tmp_path / "prep"
-    (root / "crops").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for method, video, label, source, target in [("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17),
-                                                 ("Deepfakes", "005_009", 1, 5, 9), ("real", "005", 0, 5, 5)]:
-        path = f"crops/{method}_{video}.png"
-        cv2.imwrite(str(root / path), rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
-        rows.append({"id": f"{method}/c23/{video}/0000", "path": path, "mask_path": None, "method": method,
-                     "compression": "c23", "video": video, "frame": 0, "split": "test", "label": label,
-                     "source": source, "target": target, "box": [0, 0, 96, 96], "landmarks": _landmarks(),
-                     "score": None})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root / "manifest.jsonl"
+def manifest(toy_manifest) -> Path:
+    return toy_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17),
+                         ("Deepfakes", "005_009", 1, 5, 9), ("real", "005", 0, 5, 5)])
 
 
 @pytest.fixture(scope="module")
