@@ -59,7 +59,7 @@ ToyFace = tuple[str, str, int, int, int]
 
 
 @pytest.fixture
-def toy_manifest(tmp_path: Path) -> Callable[[list[ToyFace]], Path]:
+def crop_manifest(tmp_path: Path) -> Callable[[list[ToyFace]], Path]:
     """Writes a hand-made manifest of random 96-px c23 test crops, one per face, with landmarks
     where both alignment conventions read them; returns a function ``make(faces) -> manifest path``."""
     import json

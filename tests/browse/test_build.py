@@ -180,6 +180,20 @@ def test_cli_errors_are_user_errors(tmp_path: Path, capsys) -> None:
     assert "no Shapley maps" in capsys.readouterr().err
 
 
+def test_a_busy_port_is_a_user_error(verify_out: Path, tmp_path: Path, capsys) -> None:
+    import socket
+
+    run = tmp_path / "run"
+    shutil.copytree(verify_out, run)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["browse", str(run), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "choose another --port" in err
+
+
 def test_fstmatch_verify_writes_the_explorer(toy_manifest: Path, toy_checkpoints: dict[str, str], tmp_path: Path) -> None:
     import yaml
 

@@ -15,8 +15,8 @@ from fstmatch.errors import UserError
 
 
 @pytest.fixture
-def manifest(toy_manifest) -> Path:
-    return toy_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17), ("Deepfakes", "005_009", 1, 5, 9)])
+def manifest(crop_manifest) -> Path:
+    return crop_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17), ("Deepfakes", "005_009", 1, 5, 9)])
 
 
 def _save(tmp_path: Path, name: str, **kw) -> Path:

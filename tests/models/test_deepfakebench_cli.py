@@ -20,8 +20,8 @@ ARCH = "deepfakebench:xception"
 
 
 @pytest.fixture
-def manifest(toy_manifest) -> Path:
-    return toy_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17),
+def manifest(crop_manifest) -> Path:
+    return crop_manifest([("real", "003", 0, 3, 3), ("Deepfakes", "003_017", 1, 3, 17),
                          ("Deepfakes", "005_009", 1, 5, 9), ("real", "005", 0, 5, 5)])
 
 
