@@ -26,7 +26,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         game, images, targets = _inputs()
         res = shapley(game, images, targets, grid=3, n_permutations=8)  # distributed=None: auto
         torch.save({"values": res.values, "stderr": res.stderr, "n_forward": res.n_forward,
-                    "v_full": res.v_full, "world": res.extra.get("world_size"), "auto_walk": res.extra["auto_walk"]},
+                    "v_full": res.v_full, "world": res.extra.get("world_size"), "spline_lambda": res.extra["spline_lambda"]},
                    Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -50,4 +50,4 @@ def test_two_gloo_ranks_match_a_single_process(tmp_path: Path) -> None:
         torch.testing.assert_close(got["stderr"], single.stderr, atol=1e-6, rtol=0)
         torch.testing.assert_close(got["v_full"], single.v_full, atol=1e-6, rtol=0)
         assert torch.equal(got["n_forward"], single.n_forward)
-        assert torch.equal(got["auto_walk"], single.extra["auto_walk"])  # the default, auto: its choices too
+        assert torch.equal(got["spline_lambda"], single.extra["spline_lambda"])  # the default, spline: its penalty choices too

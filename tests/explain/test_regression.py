@@ -1,4 +1,4 @@
-"""Regression-family estimators (kernel, leverage, unbiased): exact on games they fit exactly,
+"""Regression-family estimators (kernel, leverage, unbiased, spline): exact on games they fit exactly,
 convergence to exact values within their standard errors, calibrated standard errors by replicates,
 efficiency, forward counts and max_stderr stopping."""
 
@@ -12,12 +12,12 @@ from fstmatch.explain._regression import kernel_size_weights, unbiased_constants
 
 from .toys import CellGame
 
-METHODS = ("kernel", "leverage", "unbiased")
+METHODS = ("kernel", "leverage", "unbiased", "spline")
 
 
 
 
-@pytest.mark.parametrize("method", ["kernel", "leverage"])
+@pytest.mark.parametrize("method", ["kernel", "leverage", "spline"])
 def test_least_squares_methods_are_exact_on_additive_games(ones12, method) -> None:
     """A linear game lies in the regression's model: any sample that spans it recovers it exactly."""
     game = CellGame(3, n_classes=2, seed=2, pairs=False, products=False, maxes=False)
@@ -42,7 +42,7 @@ def test_unbiased_constants_match_the_kernel_expectation() -> None:
     assert abs(float(torch.diagonal(A).mean()) - 0.5) < 1e-12
 
 
-@pytest.mark.parametrize(("method", "m"), [("kernel", 300), ("leverage", 300), ("unbiased", 3000)])
+@pytest.mark.parametrize(("method", "m"), [("kernel", 300), ("leverage", 300), ("unbiased", 3000), ("spline", 300)])
 def test_regression_converges_to_exact_within_stderr(game3, ones12, method, m) -> None:
     exact = shapley(game3, ones12, [0, 1], grid=3, method="exact")
     res = shapley(game3, ones12, [0, 1], grid=3, method=method, n_permutations=m, seed=3)

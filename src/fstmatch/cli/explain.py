@@ -36,8 +36,8 @@ examples:
 
 #: fstmatch.explain.METHODS and its default, spelled out so that `fstmatch --help` does not import torch
 #: (tests/explain/test_cli.py checks they match)
-METHODS = ("auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
-DEFAULT_METHOD = "auto"
+METHODS = ("spline", "auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+DEFAULT_METHOD = "spline"
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
     p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
     p.add_argument("--permutations", type=positive_int, metavar="P",
-                   help="budget: orderings per image (default 64; kernel/leverage/unbiased spend as many "
+                   help="budget: orderings' worth of forwards per image (default 64; the regression methods spend as many "
                         "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
     p.add_argument("--method", choices=METHODS, default=None,
                    help=f"estimator (default: {DEFAULT_METHOD}, or permutation with --no-antithetic; "

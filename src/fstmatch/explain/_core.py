@@ -29,13 +29,14 @@ from torch import nn
 from fstmatch.explain import _dist, _utils
 from fstmatch.explain._regression import REGRESSION_METHODS, RegressionRun, pairs_for, regression
 from fstmatch.explain._result import ShapleyResult
+from fstmatch.explain._spline import SplineRun
 from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
 
-METHODS = ("auto", "permutation", *REGRESSION_METHODS, "reference", "exact")
+METHODS = ("spline", "auto", "permutation", *REGRESSION_METHODS, "reference", "exact")
 #: The method ``shapley()`` and ``fstmatch explain`` use by default.
-DEFAULT_METHOD = "auto"
+DEFAULT_METHOD = "spline"
 #: Methods that stop on ``max_stderr``.
-ADAPTIVE_METHODS = ("auto", "permutation", *REGRESSION_METHODS)
+ADAPTIVE_METHODS = ("spline", "auto", "permutation", *REGRESSION_METHODS)
 #: ``auto``: share of the budget each of its two pilots spends (at least 4 orderings' worth each)
 PILOT_SHARE = 1 / 32
 #: ``auto``: smallest pilot (orderings' worth): two antithetic pairs give the walk a stderr, and
@@ -46,7 +47,7 @@ AUTO_SEED_OFFSET = 7919
 #: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
 #: why; the regression methods spend as many forwards) and orderings per cell for ``reference``
 #: (the paper's m).
-DEFAULT_PERMUTATIONS = {"auto": 64, "permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
+DEFAULT_PERMUTATIONS = {"spline": 64, "auto": 64, "permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
 #: Orderings added per round when stopping on ``max_stderr``.
 ROUND = 16
 #: Fixed budgets run in rounds of at most this many (image, ordering, cell) float64 numbers.
@@ -178,6 +179,9 @@ def _run_local(
                 est = _reference(vf, n, n_players, n_perm, seed)
             elif method == "auto":
                 est = _auto(vf, n, n_players, n_perm, seed, max_stderr)
+            elif method == "spline":
+                est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND,
+                                 make_run=lambda v0, v1, pairs: SplineRun(vf, n, n_players, seed, v0, v1, pairs))
             elif method in REGRESSION_METHODS:
                 est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND)
             else:
@@ -215,7 +219,7 @@ def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max
         return n * 2**p
     if method == "reference":
         return n * 2 * p * m
-    if method in REGRESSION_METHODS:
+    if method in (*REGRESSION_METHODS, "spline"):
         return n * (2 + 2 * pairs_for(m, p))
     return n * (2 + m * (p - 1))
 

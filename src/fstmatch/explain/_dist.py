@@ -33,7 +33,7 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
     n, p = images.shape[0], run["grid"] ** 2
     per = math.ceil(n / world)
     lo, hi = shard_bounds(n, rank, world)
-    packed = torch.full((per, 2 * p + 5), math.nan, dtype=torch.float64)
+    packed = torch.full((per, 2 * p + 6), math.nan, dtype=torch.float64)
     if hi > lo:
         local = run_local(model, images[lo:hi], targets[lo:hi], **{**run, "progress": run["progress"] and rank == 0})
         m = hi - lo
@@ -45,6 +45,8 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         packed[:m, 2 * p + 3] = local.v_empty if local.v_empty is not None else math.nan
         if "auto_walk" in local.extra:
             packed[:m, 2 * p + 4] = local.extra["auto_walk"].double()
+        if "spline_lambda" in local.extra:
+            packed[:m, 2 * p + 5] = local.extra["spline_lambda"]
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     parts = [torch.empty_like(packed, device=device) for _ in range(world)]
     dist.all_gather(parts, packed.to(device))
@@ -62,5 +64,18 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         v_empty=full[:, 2 * p + 3].clone() if has_ends else None,
         method=run["method"], grid=g, seed=run["seed"],
         dtype=str(dtype or images.dtype).replace("torch.", ""),
-        extra={"world_size": world, **({"auto_walk": full[:, 2 * p + 4] == 1} if run["method"] == "auto" else {})},
+        extra={"world_size": world, **_method_extra(run, full[:, 2 * p + 4:])},
     )
+
+
+def _method_extra(run: dict, columns: torch.Tensor) -> dict:
+    """The per-image ``extra`` of the method, from its gathered columns (auto_walk, spline_lambda)."""
+    if run["method"] == "auto":
+        return {"auto_walk": columns[:, 0] == 1}
+    if run["method"] == "spline":
+        from fstmatch.explain._regression import pairs_for
+        from fstmatch.explain._spline import knots_for
+
+        n = run["grid"] ** 2
+        return {"spline_lambda": columns[:, 1].clone(), "spline_knots": knots_for(n, pairs_for(run["n_perm"], n))}
+    return {}

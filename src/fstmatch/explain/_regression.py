@@ -32,6 +32,7 @@ ends, so a method comparison at equal ``n_permutations`` is at equal forwards.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -257,23 +258,32 @@ class RegressionRun:
                 values[j], stderr[j] = self.frozen[i]
         return values, stderr
 
+    def count(self, images: torch.Tensor) -> torch.Tensor:
+        """(A,) pairs each image has had."""
+        return self.sums.k[images]
+
     def used(self) -> torch.Tensor:
         """(N,) orderings' worth of forwards spent per image (rounded)."""
         return (2 * self.sums.k + (self.n - 2)) // (self.n - 1)
 
+    def extra(self) -> dict:
+        return {}
+
 
 def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: int, seed: int,
-               max_stderr: float | None, round_orderings: int):
-    """The ``kernel`` / ``leverage`` / ``unbiased`` estimate: (values, stderr, n_used, v_full, v_empty),
-    ``n_used`` in orderings' worth of forwards (``2 * pairs / (n - 1)``)."""
+               max_stderr: float | None, round_orderings: int, make_run: Callable | None = None):
+    """A regression-family estimate: (values, stderr, n_used, v_full, v_empty, extra), ``n_used`` in
+    orderings' worth of forwards (``2 * pairs / (n - 1)``). ``make_run(v_empty, v_full, pairs)``
+    builds the run state (default: ``RegressionRun`` of ``method``; ``_spline.SplineRun`` for spline)."""
     ends = vf.evaluate(torch.arange(n_images), torch.stack([torch.zeros(n, dtype=torch.bool),
                                                             torch.ones(n, dtype=torch.bool)]))
     v_empty, v_full = ends[:, 0], ends[:, 1]
     if n == 1:  # one player: efficiency alone gives its value
         gap = (v_full - v_empty).view(-1, 1)
-        return gap, torch.zeros_like(gap), torch.zeros(n_images, dtype=torch.long), v_full, v_empty
-    run = RegressionRun(vf, n_images, n, method, seed, v_empty, v_full)
+        return gap, torch.zeros_like(gap), torch.zeros(n_images, dtype=torch.long), v_full, v_empty, {}
     budget = pairs_for(n_perm, n)
+    run = (make_run(v_empty, v_full, budget) if make_run is not None
+           else RegressionRun(vf, n_images, n, method, seed, v_empty, v_full))
     if max_stderr is None:
         run.run(torch.arange(n_images), budget)
     else:
@@ -284,8 +294,8 @@ def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: in
             run.run(active, k)
             drawn += k
             _, se = run.estimate(active)
-            done = (se.amax(dim=1) < max_stderr) & (run.sums.k[active] >= 2)
+            done = (se.amax(dim=1) < max_stderr) & (run.count(active) >= 2)
             run.freeze(active[done])
             active = active[~done]
     values, stderr = run.estimate(torch.arange(n_images))
-    return values, stderr, run.used(), v_full, v_empty
+    return values, stderr, run.used(), v_full, v_empty, run.extra()
