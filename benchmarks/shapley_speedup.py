@@ -7,8 +7,7 @@ each timing only the ``shapley`` call, one torch thread each:
 - **paper**: ``method="reference"`` (per cell, m orderings, two forwards each: docs/method.md §3) the way a
   plain script runs it: eager model, default memory layout, batch 64 (``optimize=False``), no
   allocator settings;
-- **engine**: the defaults (``--method``, default ``auto``: the post-stratified antithetic walk or
-  Leverage SHAP per image; BatchNorm folded, channels_last, incremental walks on ResNets) in a process started as the ``fstmatch`` CLI starts
+- **engine**: the defaults (``--method``, default ``spline``: size-spline KernelSHAP; BatchNorm folded, channels_last, incremental walks on ResNets for the walk methods) in a process started as the ``fstmatch`` CLI starts
   itself (with the glibc allocator settings).
 
 Both estimators are unbiased and report per-cell standard errors, so the expected squared error of
@@ -92,7 +91,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--ref-m", type=int, default=2, help="orderings per cell of the paper's estimator")
     ap.add_argument("--orderings", type=int, default=32, help="orderings per image of the engine")
-    ap.add_argument("--method", default="auto", help="engine estimator (default: the engine's default, auto; "
+    ap.add_argument("--method", default="spline", help="engine estimator (default: the engine's default, spline; "
                     "the recorded 10.5x of 2026-11-26 was with permutation, then the default)")
     ap.add_argument("--truth", type=Path, help="npz with values/stderr (N, 16, 16) for the same faces")
     ap.add_argument("--json", type=Path)

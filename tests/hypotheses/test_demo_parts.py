@@ -65,7 +65,8 @@ def _summary() -> dict:
     return {
         "preset": "tiny", "date": "2026-11-25", "machine": "x86_64, 2 CPU threads",
         "data": {"videos": 10, "identities": 4, "methods": methods, "frames": 80, "frames_by_split": {"train": 80}},
-        "shapley": {"grid": 8, "permutations": 8, "n_forward": {"det__raw": 1000}},
+        "shapley": {"grid": 8, "permutations": 8, "method": "spline", "n_forward": {"det__raw": 1000},
+                    "map_relative_error": {"det__raw": 0.31, "det__c40": 0.4, "source__raw": 0.2}},
         "images": {"total": 4, "per_method": {m: 2 for m in methods}},
         "training": {"det": {"compressions": ["raw"], "set": "all", "holdout": 1, "epochs": 2,
                              "validation": {"auc": 0.8}}},
@@ -89,7 +90,8 @@ def test_demo_report_renders_every_section(tmp_path: Path) -> None:
     blocks = demo_blocks(_summary())
     md = to_markdown(blocks)
     for text in ("H1 (Q > 0 for every method): did NOT hold — Q ≤ 0 for FaceSwap", "Hypothesis 2",
-                 "Hypothesis 3", "Ground truth", "Detection", "| det | 0.900 / 0.950 |", "FST-Matching is not better"):
+                 "Hypothesis 3", "Ground truth", "Detection", "| det | 0.900 / 0.950 |", "FST-Matching is not better",
+                 "(estimator `spline`)", "‖φ‖, the relative L2 error the estimator predicts for a map): det 0.31, source 0.20;"):
         assert text in md, text
     html = to_html(blocks, tmp_path, "t")
     assert "figure missing: verify/h1_Q.png" in html and "<b>did not hold</b> here" in html

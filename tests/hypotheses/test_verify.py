@@ -81,6 +81,10 @@ def test_summary_numbers_are_finite_and_in_range(verified) -> None:
     # 8 raw images x (2 + 4 orderings x (16 - 1)) forwards; c23/c40 maps cover the 7 complete frames
     assert s["shapley"]["n_forward"]["det__raw"] == 8 * 62
     assert s["shapley"]["n_forward"]["det__c40"] == 7 * 62
+    # the maps' own estimator error, as the report states it: sqrt(sum se²) / ||phi||, median per map set
+    errors = s["shapley"]["map_relative_error"]
+    assert {"det__raw", "source__raw", "target__raw"} <= set(errors) and all(0 < e < 10 for e in errors.values())
+    assert s["shapley"]["method"] == "spline"
     assert isinstance(s["h1"]["holds"], bool) and isinstance(s["h3"]["holds"], bool)
     assert s["models"]["det"]["name"] == "det"
 

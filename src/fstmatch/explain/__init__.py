@@ -4,7 +4,8 @@
 >>> res = shapley(model, images, targets, grid=16)   # images (N, 3, H, W) in [0, 1]
 >>> res.values.shape, res.normalized().shape          # (N, 16, 16) raw, unit-L2
 
-Estimators: ``auto`` (per image, the walk or Leverage SHAP from a pilot of both), ``permutation``
+Estimators: ``spline`` (default: size-spline KernelSHAP), ``auto`` (per image, the walk or Leverage
+SHAP from a pilot of both), ``permutation``
 (post-stratified antithetic permutation walk), ``kernel`` (paired KernelSHAP), ``leverage`` (Leverage
 SHAP), ``unbiased`` (unbiased KernelSHAP), ``reference`` (the paper's per-cell sampler) and ``exact``
 (full enumeration, grid*grid <= 12). See docs/explain.md.

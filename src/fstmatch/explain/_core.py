@@ -1,9 +1,11 @@
-"""Shapley values of grid cells: the public :func:`shapley` and its three estimators.
+"""Shapley values of grid cells: the public :func:`shapley`, the walk, ``auto``, ``reference`` and ``exact``.
 
 Players are the ``G*G`` cells of a grid over the image; ``v(S)`` is the target logit of the image
 with the cells outside ``S`` replaced by the baseline (docs/method.md §3). Estimators:
 
-- ``permutation`` (default): permutation walk. One ordering of the cells gives a marginal for every
+- ``spline`` (the default, ``_spline.py``) and ``kernel`` / ``leverage`` / ``unbiased``
+  (``_regression.py``): regressions on sampled coalition pairs.
+- ``permutation``: permutation walk. One ordering of the cells gives a marginal for every
   cell by adding cells one at a time. ``v(∅)`` and ``v(all)`` are the same for every ordering, so
   they are evaluated once per image: ``P`` orderings cost ``2 + P*(G*G - 1)`` forwards per image.
   Antithetic (default): orderings come in pairs (an ordering, then its reverse); the pair mean is one
@@ -84,10 +86,11 @@ def shapley(
         targets: (N,) class indices (or one int for all images); the value is ``logits[:, target]``.
         grid: cells per side (G); G*G players.
         n_permutations: the budget: orderings per image (``permutation`` and ``auto``, default 64,
-            rounded up to even; ``kernel``, ``leverage``, ``unbiased`` spend as many forwards,
+            rounded up to even; ``spline``, ``kernel``, ``leverage``, ``unbiased`` spend as many forwards,
             ``P * (G*G - 1)`` plus the two ends; the cap when ``max_stderr`` is set) or orderings per
             cell (``reference``, the paper's m, default 100). Ignored by ``exact``.
-        method: ``"auto"`` (per image, the walk or Leverage SHAP, chosen from a pilot of both),
+        method: ``"spline"`` (size-spline KernelSHAP: the fewest forwards for a given error on every
+            game measured), ``"auto"`` (per image, the walk or Leverage SHAP, chosen from a pilot of both),
             ``"permutation"`` (post-stratified antithetic walk), ``"kernel"`` (paired KernelSHAP),
             ``"leverage"`` (Leverage SHAP), ``"unbiased"`` (unbiased KernelSHAP), ``"reference"``
             (the paper's) or ``"exact"`` (G*G <= 12). docs/explain.md compares them.

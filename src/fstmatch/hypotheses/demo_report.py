@@ -180,8 +180,9 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "
-              f"Shapley: grid {sh['grid']}×{sh['grid']}, {sh['permutations']} orderings per image "
-              f"(antithetic permutation walk), {sum(sh['n_forward'].values()):,} forward passes in all; "
+              f"Shapley: grid {sh['grid']}×{sh['grid']}, {sh['permutations']} orderings' worth of forwards per image "
+              f"(estimator `{sh.get('method', 'permutation')}`), {sum(sh['n_forward'].values()):,} forward passes in all; "
+              f"{_map_error_text(sh)}"
               f"{im['total']} analysed fake frames ({', '.join(f'{m} {n}' for m, n in im['per_method'].items())}), "
               f"held out of the encoders' and detectors' training."),
         ("p", "Protocol: the encoders and detectors analysed in H1–H3 are trained on **raw** frames (the paper's "
@@ -213,3 +214,14 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
 
 def write_demo_report(out: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
     return write_report(out, demo_blocks(summary), title=f"fstmatch demo ({summary['preset']})")
+
+
+def _map_error_text(sh: dict) -> str:
+    """The maps' estimator error (median predicted relative L2 error per map set), as a sentence part."""
+    errors = sh.get("map_relative_error") or {}
+    raw = {k.split("__")[0]: v for k, v in errors.items() if k.endswith("__raw") and math.isfinite(v)}
+    if not raw:
+        return ""
+    parts = ", ".join(f"{role} {value:.2f}" for role, value in sorted(raw.items()))
+    return (f"the maps' estimator error (median over raw maps of sqrt(Σ stderr²) / ‖φ‖, the relative L2 "
+            f"error the estimator predicts for a map): {parts}; ")

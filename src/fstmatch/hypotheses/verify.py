@@ -119,6 +119,8 @@ class _Run:
                                      "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
         self.forwards: dict[str, int] = {}
+        #: per map set, the median over images of the map's predicted relative L2 error, sqrt(sum se²) / ||phi||
+        self.map_error: dict[str, float] = {}
 
     def log(self, text: str) -> None:
         if self.progress:
@@ -142,6 +144,9 @@ class _Run:
         m = self.store.get(f"{role}__{comp}", self.models[role], self.checkpoints[role],
                            rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset)
         self.forwards[f"{role}__{comp}"] = m.n_forward
+        flat_v, flat_se = m.values.reshape(len(m.ids), -1), m.stderr.reshape(len(m.ids), -1)
+        rel = np.sqrt((flat_se**2).sum(1)) / np.maximum(np.linalg.norm(flat_v, axis=1), 1e-12)
+        self.map_error[f"{role}__{comp}"] = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
         return m
 
 
@@ -333,7 +338,9 @@ def verify(cfg: VerifyConfig, out_dir: str | Path, hypotheses: Sequence[int] = (
     }
     summary["shapley"] = {
         "grid": cfg.shapley.grid, "permutations": cfg.shapley.permutations, "amp": cfg.shapley.amp,
-        "seed": cfg.shapley.seed, "n_forward": {**summary.get("shapley", {}).get("n_forward", {}), **run.forwards},
+        "method": cfg.shapley.method, "seed": cfg.shapley.seed,
+        "n_forward": {**summary.get("shapley", {}).get("n_forward", {}), **run.forwards},
+        "map_relative_error": {**summary.get("shapley", {}).get("map_relative_error", {}), **run.map_error},
     }
     summary["config"] = to_dict(cfg)
     timings["total"] = round(time.perf_counter() - start, 1)
