@@ -99,7 +99,7 @@ def peer(name: str, fn, image, target: int, grid: int, budget: int, seed: int) -
     return np.array([iv[(i,)] for i in range(n)], dtype=np.float64)
 
 
-def render(paths: list[Path], ours: str = "auto") -> str:
+def render(paths: list[Path], ours: str = "spline") -> str:
     """A markdown table of saved ``--json`` reports: per game and budget, every estimator's error
     (seconds per map), and ``ours``' forward factor against the best peer, ``(err_best_peer / err_ours)^2``."""
     reports = [json.loads(p.read_text()) for p in paths]
