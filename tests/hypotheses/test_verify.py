@@ -180,3 +180,38 @@ def test_retrained_checkpoint_invalidates_cached_maps(toy_manifest, toy_checkpoi
     save_model(create_model("det", width=4), Path(ckpts["det"]) / "model.safetensors")  # "retrained"
     b = verify(cfg, tmp_path / "v", hypotheses=[1], progress=False)
     assert a["h1"]["Q"] != b["h1"]["Q"]
+
+
+def test_map_cache_recomputes_a_map_whose_input_image_changed(tmp_path, monkeypatch) -> None:
+    """Same settings, same ids: a map is reused only for the identical image (a digest of its
+    pixels); an image that changed (re-prepared crop, new alignment code) is recomputed alone."""
+    import torch
+
+    import fstmatch.explain
+    from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
+    from fstmatch.hypotheses.maps import MapStore
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"stand-in weights")  # only its size and mtime enter the settings
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
+    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), ImagesConfig(canvas=16), torch.device("cpu"),
+                     progress=False)
+    rows = [{"id": "a"}, {"id": "b"}]
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    calls: list[int] = []
+    real = fstmatch.explain.shapley
+
+    def counting(model, imgs, *args, **kwargs):
+        calls.append(imgs.shape[0])
+        return real(model, imgs, *args, **kwargs)
+
+    monkeypatch.setattr(fstmatch.explain, "shapley", counting)
+    first = store.get("det__raw", model, str(weights), rows, images, [0, 1])
+    assert calls == [2]
+    again = store.get("det__raw", model, str(weights), rows, images, [0, 1])
+    assert calls == [2] and (again.values == first.values).all()
+    changed = images.clone()
+    changed[1, :, :4] = 0.0
+    third = store.get("det__raw", model, str(weights), rows, changed, [0, 1])
+    assert calls == [2, 1]
+    assert (third.values[0] == first.values[0]).all() and not (third.values[1] == first.values[1]).all()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -172,7 +173,9 @@ class MapStore:
 
     A cache file is reused only when it was made with the same settings (checkpoint file, its size
     and modification time, grid, permutations, estimator, seed, amp, convention, canvas, face width, scale); otherwise it
-    is recomputed.
+    is recomputed. Each cached map also carries a digest of the exact input image it was computed on,
+    and is recomputed when the image differs (re-prepared crops, changed alignment code: the settings
+    alone would not notice).
     """
 
     def __init__(self, folder: Path, shapley: ShapleyConfig, images: ImagesConfig, device: torch.device,
@@ -192,20 +195,22 @@ class MapStore:
                 "grid": s.grid, "permutations": s.permutations, "method": s.method, "seed": seed, "amp": s.amp,
                 **i.geometry()}
 
-    def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int, str]]:
         if not path.is_file():
             return {}
         with np.load(path, allow_pickle=False) as z:
-            if json.loads(str(z["settings"])) != settings:
+            if json.loads(str(z["settings"])) != settings or "digests" not in z:
                 return {}
-            return {str(i): (v, e, int(n)) for i, v, e, n in zip(z["ids"], z["values"], z["stderr"], z["n_forward"])}
+            return {str(i): (v, e, int(n), str(d))
+                    for i, v, e, n, d in zip(z["ids"], z["values"], z["stderr"], z["n_forward"], z["digests"])}
 
-    def _write(self, path: Path, settings: dict[str, Any], cache: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> None:
+    def _write(self, path: Path, settings: dict[str, Any], cache: dict[str, tuple[np.ndarray, np.ndarray, int, str]]) -> None:
         ids = sorted(cache)
         atomic_savez(
             path, ids=np.array(ids), settings=np.array(json.dumps(settings)),
             values=np.stack([cache[i][0] for i in ids]), stderr=np.stack([cache[i][1] for i in ids]),
             n_forward=np.array([cache[i][2] for i in ids], dtype=np.int64),
+            digests=np.array([cache[i][3] for i in ids]),
         )
 
     def get(self, name: str, model: nn.Module, checkpoint: str, rows: Sequence[Row], images: torch.Tensor,
@@ -219,7 +224,8 @@ class MapStore:
         settings = self._settings(checkpoint, seed)
         cache = self._read(path, settings)
         ids = [r["id"] for r in rows]
-        todo = [k for k, i in enumerate(ids) if i not in cache]
+        digests = [image_digest(images[k]) for k in range(len(ids))]
+        todo = [k for k, i in enumerate(ids) if i not in cache or cache[i][3] != digests[k]]
         chunk = 8
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
@@ -235,7 +241,7 @@ class MapStore:
             stderr = res.stderr.detach().cpu().numpy()
             n_forward = res.n_forward.detach().cpu().numpy()
             for j, k in enumerate(part):
-                cache[ids[k]] = (values[j], stderr[j], int(n_forward[j]))
+                cache[ids[k]] = (values[j], stderr[j], int(n_forward[j]), digests[k])
             self._write(path, settings, cache)
         return Maps(
             ids=ids,
@@ -243,3 +249,9 @@ class MapStore:
             stderr=np.stack([cache[i][1] for i in ids]),
             n_forward=int(sum(cache[i][2] for i in ids)),
         )
+
+
+def image_digest(image: torch.Tensor) -> str:
+    """16 hex digits identifying an input image exactly (BLAKE2b of its float32 pixels and shape)."""
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.blake2b(data.tobytes() + str(data.shape).encode(), digest_size=8).hexdigest()
