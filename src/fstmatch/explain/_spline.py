@@ -205,6 +205,8 @@ class SplineRun:
         return values, stderr
 
     def _fit(self, ids: torch.Tensor, count: int):
+        """For images ``ids`` on the first ``count`` pairs: (values (A, n), stderr (A, n), lambda (A,)),
+        each image at the penalty of ``LAMBDAS`` with the smallest jackknife variance (sum over cells)."""
         M, parts = self._normal(count)
         b = self.b[ids]  # (A, G, p)
         gap = self.gap[ids]
