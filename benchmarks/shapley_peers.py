@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fstmatch.explain import METHODS, _utils, shapley
+from fstmatch.explain import DEFAULT_METHOD, METHODS, _utils, shapley
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shapley_inputs import build_model, load_faces
@@ -57,7 +57,7 @@ def ours(model, image, target, grid: int, budget: int, method: str | None, seed:
     n = grid * grid
     p = max(2, round((budget - 2) / (n - 1)))
     kw = {} if method is None else {"method": method}
-    if method in (None, "permutation"):
+    if (method or DEFAULT_METHOD) in ("permutation", "auto"):  # the walk rounds its orderings up to even
         p += p % 2
     res = shapley(model, image, target, grid=grid, n_permutations=p, seed=seed, **kw)
     return res.values[0].flatten().numpy()

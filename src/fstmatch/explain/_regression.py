@@ -95,6 +95,18 @@ class PairSampler:
         return z, s, self.weight[s]
 
 
+def evaluated_pairs(vf: ValueFunction, sampler: PairSampler, v_empty: torch.Tensor, active: torch.Tensor,
+                    pairs: int, per_round: int):
+    """Draw ``pairs`` pairs in rounds of ``per_round`` and evaluate them for the images ``active``:
+    yields (z (k, n) bool, sizes (k,), weights (k,), y (A, 2k) = v - v(∅) of the coalitions, then
+    of their complements)."""
+    while pairs > 0 and active.numel():
+        k = min(per_round, pairs)
+        pairs -= k
+        z, s, w = sampler.next(k)
+        yield z, s, w, vf.evaluate(active, torch.cat([z, ~z])) - v_empty[active].view(-1, 1)
+
+
 def unbiased_constants(n: int) -> tuple[float, float]:
     """``(a, c)`` of ``A = E_mu[z z'] = a I + c 11'`` under the Shapley kernel (``a = 1/2 - c``)."""
     p = kernel_size_weights(n)
@@ -213,11 +225,8 @@ class RegressionRun:
         self.kept = []
 
     def run(self, active: torch.Tensor, pairs: int) -> None:
-        while pairs > 0 and active.numel():
-            k = min(self.per_round, pairs)
-            pairs -= k
-            z, _, w = self.sampler.next(k)
-            v = self.vf.evaluate(active, torch.cat([z, ~z])) - self.v_empty[active].view(-1, 1)  # (a, 2k)
+        for z, _, w, v in evaluated_pairs(self.vf, self.sampler, self.v_empty, active, pairs, self.per_round):
+            k = z.shape[0]
             self.sums.add(active, z, w, v[:, :k], v[:, k:], shared=True)
             self.sums.advance(k)
             if self.kept is not None:

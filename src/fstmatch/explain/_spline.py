@@ -29,7 +29,7 @@ in the residual (docs/explain.md has the measurements).
 smallest jackknife variance; standard errors by a delete-one-group jackknife over ``GROUPS``
 interleaved groups of pairs. Memory: the sampled coalitions (shared by the images; pairs x n
 booleans) and ``GROUPS x p`` sums per image, ``p = L (n + 1)``; the normal matrices are rebuilt from
-the coalitions at each estimate, one group at a time (two p x p matrices at once).
+the coalitions at each estimate, the total and then one group at a time (two p x p matrices at once).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from fstmatch.explain._regression import GROUPS, PairSampler
+from fstmatch.explain._regression import GROUPS, PairSampler, evaluated_pairs
 from fstmatch.explain._utils import ValueFunction
 
 #: penalty weights tried per image, relative to the mean diagonal of the normal matrix (0 = none)
@@ -134,6 +134,12 @@ class _Basis:
         return (u_b - u_c @ lagrange).T
 
 
+def _both_members(z: torch.Tensor, s: torch.Tensor, w: torch.Tensor, group: torch.Tensor, n: int):
+    """Pairs (first members z (k, n), sizes, weights, jackknife groups) as both of their coalitions,
+    each with half the pair's weight (the pair is one sample): four tensors of 2k rows."""
+    return torch.cat([z, ~z]), torch.cat([s, n - s]), torch.cat([w, w]) / 2, torch.cat([group, group])
+
+
 class SplineRun:
     """Size-spline KernelSHAP as a resumable state for N images (the interface of
     ``_regression.RegressionRun``): ``run`` adds pairs for some images (the same pairs for all),
@@ -156,15 +162,9 @@ class SplineRun:
         self.per_round = max(2, (1 << 14) // n)
 
     def run(self, active: torch.Tensor, pairs: int) -> None:
-        while pairs > 0 and active.numel():
-            k = min(self.per_round, pairs)
-            pairs -= k
-            z, s, w = self.sampler.next(k)
-            v = self.vf.evaluate(active, torch.cat([z, ~z])) - self.v_empty[active].view(-1, 1)  # (a, 2k)
-            group = (self.drawn + torch.arange(k)) % GROUPS
-            # both members of a pair, each with half the pair's weight (the pair is one sample)
-            zz, ss, ww = torch.cat([z, ~z]), torch.cat([s, self.n - s]), torch.cat([w, w]) / 2
-            gg = torch.cat([group, group])
+        for z, s, w, v in evaluated_pairs(self.vf, self.sampler, self.v_empty, active, pairs, self.per_round):
+            k = z.shape[0]
+            zz, ss, ww, gg = _both_members(z, s, w, (self.drawn + torch.arange(k)) % GROUPS, self.n)
             for rows, index, x in self.basis.local(zz, ss):
                 contrib = (v[:, rows] * ww[rows]).unsqueeze(2) * x.unsqueeze(0)  # (a, r, 2 + 2n)
                 per_group = torch.zeros(active.numel(), GROUPS, x.shape[1], dtype=torch.float64)
@@ -176,17 +176,10 @@ class SplineRun:
             self.drawn += k
             self.k[active] += k
 
-    def _normal(self, count: int):
-        """Normal matrices of the first ``count`` pairs: (total (p, p), [(group, M_g, pairs_g)])."""
+    def _samples(self, count: int):
+        """The first ``count`` pairs as both members: (z (2c, n), sizes, weights (half the pair's), group)."""
         z, s, w = (torch.cat(t)[:count] for t in (self.z, self.sizes, self.w))
-        group = torch.arange(count) % GROUPS
-        zz, ss, ww, gg = torch.cat([z, ~z]), torch.cat([s, self.n - s]), torch.cat([w, w]) / 2, torch.cat([group, group])
-        parts = []
-        for g in range(GROUPS):
-            m = gg == g
-            if m.any():
-                parts.append((g, self.basis.gram(zz[m], ss[m], ww[m]), int(m.sum()) // 2))
-        return sum(p[1] for p in parts), parts
+        return _both_members(z, s, w, torch.arange(count) % GROUPS, self.n)
 
     def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, stderr), each (A, n), at the smallest-variance penalty per image. All images in
@@ -206,23 +199,33 @@ class SplineRun:
 
     def _fit(self, ids: torch.Tensor, count: int):
         """For images ``ids`` on the first ``count`` pairs: (values (A, n), stderr (A, n), lambda (A,)),
-        each image at the penalty of ``LAMBDAS`` with the smallest jackknife variance (sum over cells)."""
-        M, parts = self._normal(count)
-        b = self.b[ids]  # (A, G, p)
-        gap = self.gap[ids]
+        each image at the penalty of ``LAMBDAS`` with the smallest jackknife variance (sum over cells).
+        The group matrices are built one at a time (the total first), so two p x p matrices live at once."""
+        zz, ss, ww, gg = self._samples(count)
         total = float(count)
-        scale = float((M / total).diagonal().mean())
+        M = self.basis.gram(zz, ss, ww) / total
+        b = self.b[ids]  # (A, G, p)
+        b_all, gap = b.sum(1), self.gap[ids]
+        scales = [lam * float(M.diagonal().mean()) for lam in LAMBDAS]
+        full = [self.basis.phi(self.basis.solve(M, b_all / total, gap, sc)) for sc in scales]
+        reps: list[list[torch.Tensor]] = [[] for _ in LAMBDAS]
+        for g in range(GROUPS):
+            rows = gg == g
+            if not rows.any():
+                continue
+            kg = int(rows.sum()) // 2
+            Mg = (M * total - self.basis.gram(zz[rows], ss[rows], ww[rows])) / (total - kg)
+            bg = (b_all - b[:, g]) / (total - kg)
+            for j, sc in enumerate(scales):
+                reps[j].append(self.basis.phi(self.basis.solve(Mg, bg, gap, sc)))
         best_var = torch.full((ids.numel(),), math.inf, dtype=torch.float64)
         values = torch.zeros(ids.numel(), self.n, dtype=torch.float64)
         stderr = torch.full_like(values, math.nan)
         lam_of = torch.zeros(ids.numel(), dtype=torch.float64)
-        for lam in LAMBDAS:
-            phi = self.basis.phi(self.basis.solve(M / total, b.sum(1) / total, gap, lam * scale))
-            if len(parts) >= 2:
-                reps = torch.stack([self.basis.phi(self.basis.solve((M - Mg) / (total - kg), (b.sum(1) - b[:, g]) / (total - kg),
-                                                                    gap, lam * scale)) for g, Mg, kg in parts])
-                g_used = len(parts)
-                var = (g_used - 1) / g_used * ((reps - reps.mean(0)) ** 2).sum(0)  # (A, n)
+        for lam, phi, r in zip(LAMBDAS, full, reps):
+            if len(r) >= 2:
+                r = torch.stack(r)  # (G', A, n) delete-one-group estimates
+                var = (len(r) - 1) / len(r) * ((r - r.mean(0)) ** 2).sum(0)  # (A, n)
             else:
                 var = torch.full_like(phi, math.nan)
             score = torch.nan_to_num(var.sum(1), nan=math.inf)
