@@ -15,7 +15,9 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from fstmatch.explain._regression import pairs_for
 from fstmatch.explain._result import ShapleyResult
+from fstmatch.explain._spline import knots_for
 
 
 def world_size() -> int:
@@ -73,9 +75,6 @@ def _method_extra(run: dict, columns: torch.Tensor) -> dict:
     if run["method"] == "auto":
         return {"auto_walk": columns[:, 0] == 1}
     if run["method"] == "spline":
-        from fstmatch.explain._regression import pairs_for
-        from fstmatch.explain._spline import knots_for
-
         n = run["grid"] ** 2
         return {"spline_lambda": columns[:, 1].clone(), "spline_knots": knots_for(n, pairs_for(run["n_perm"], n))}
     return {}

@@ -167,6 +167,13 @@ class Maps:
     stderr: np.ndarray  # (N, G, G), per-cell standard error of the estimate
     n_forward: int  # forward passes spent on these N maps
 
+    def median_relative_error(self) -> float:
+        """Median over the maps of the relative L2 error the estimator predicts, sqrt(sum se²) / ||phi||
+        (NaN when no map has a finite one)."""
+        flat_v, flat_se = self.values.reshape(len(self.ids), -1), self.stderr.reshape(len(self.ids), -1)
+        rel = np.sqrt((flat_se**2).sum(1)) / np.maximum(np.linalg.norm(flat_v, axis=1), 1e-12)
+        return float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
+
 
 class MapStore:
     """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.

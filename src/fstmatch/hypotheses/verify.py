@@ -144,9 +144,7 @@ class _Run:
         m = self.store.get(f"{role}__{comp}", self.models[role], self.checkpoints[role],
                            rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset)
         self.forwards[f"{role}__{comp}"] = m.n_forward
-        flat_v, flat_se = m.values.reshape(len(m.ids), -1), m.stderr.reshape(len(m.ids), -1)
-        rel = np.sqrt((flat_se**2).sum(1)) / np.maximum(np.linalg.norm(flat_v, axis=1), 1e-12)
-        self.map_error[f"{role}__{comp}"] = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
+        self.map_error[f"{role}__{comp}"] = m.median_relative_error()
         return m
 
 
