@@ -46,9 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fstmatch.browse import write_explorer
-    from fstmatch.hypotheses.demo import run_demo
-    from fstmatch.hypotheses.study import format_study
+    from fstmatch.pipeline.demo import run_demo
     from fstmatch.report.content import format_verify
+    from fstmatch.report.study import format_study
 
     overrides = list(args.overrides)
     if args.seeds is not None:

@@ -16,7 +16,7 @@ Stages, in order (each skipped when its output is complete and was made with the
 With ``seeds`` (a *study*, ``fstmatch demo --seeds 0 1 2``) stages 1–2 run once and stages 3–5 once
 per training seed, into ``DIR/seed-<k>/`` (each with its own ``summary.json`` and report); the top
 ``DIR/summary.json`` and report judge every claim across the seeds
-(:mod:`fstmatch.hypotheses.study`). Stage names then read ``seed-<k>/train:det`` and so on.
+(:mod:`fstmatch.pipeline.study`, statistics :mod:`fstmatch.hypotheses.study`). Stage names then read ``seed-<k>/train:det`` and so on.
 
 In ``summary["detection"]`` the key ``det`` is the all-compression detector ``det_all`` (the one
 trained alike with FST-Matching, as the comparison requires); the raw-trained detector analysed in
@@ -178,7 +178,8 @@ def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | N
     import torch
 
     from fstmatch.data import prepare
-    from fstmatch.hypotheses.demo_report import build_summary, write_demo_report
+    from fstmatch.pipeline.summary import build_summary
+    from fstmatch.report.demo import write_demo_report
     from fstmatch.synth import generate
 
     cfg = load_config(DemoConfig, kind="demo", preset=preset, file=config_file, overrides=overrides or [])
@@ -218,7 +219,8 @@ def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | N
         return summary
 
     # 3-6. a study: every seed, then the aggregate ---------------------------------------------------
-    from fstmatch.hypotheses.study import build_study_summary, write_study_report
+    from fstmatch.pipeline.study import build_study_summary
+    from fstmatch.report.study import write_study_report
 
     summaries: dict[int, dict[str, Any]] = {}
     for seed in seeds:

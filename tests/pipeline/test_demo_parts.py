@@ -9,10 +9,10 @@ import pytest
 
 from fstmatch.config import load_config
 from fstmatch.errors import UserError
-from fstmatch.hypotheses.demo import DemoConfig, Stages, demo_train_config
-from fstmatch.hypotheses.demo_report import demo_blocks
 from fstmatch.hypotheses.protocol import RUNS, train_config
+from fstmatch.pipeline.demo import DemoConfig, Stages, demo_train_config
 from fstmatch.report import to_html, to_markdown
+from fstmatch.report.demo import demo_blocks
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])

@@ -9,10 +9,12 @@ import pytest
 
 from fstmatch.cli import main
 from fstmatch.config import load_config
-from fstmatch.hypotheses.demo import DemoConfig
 from fstmatch.hypotheses.stats import CONTRADICTED, HELD, NOT_SUPPORTED
-from fstmatch.hypotheses.study import aggregate, build_study_summary, format_study, study_blocks
+from fstmatch.hypotheses.study import aggregate
+from fstmatch.pipeline.demo import DemoConfig
+from fstmatch.pipeline.study import build_study_summary
 from fstmatch.report import to_html, to_markdown
+from fstmatch.report.study import format_study, study_blocks
 
 T2 = 4.302652729911275  # t_{0.975}, 2 degrees of freedom
 METHODS = ("Deepfakes", "FaceSwap")
