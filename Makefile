@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
-DEMO_PRESET ?= tiny
+DEMO_PRESET ?=
 
 .PHONY: setup test test-fast test-slow lint demo bench clean
 
@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 demo: setup
-	$(BIN)/fstmatch demo --out $(DEMO_OUT) --preset $(DEMO_PRESET)
+	$(BIN)/fstmatch demo --out $(DEMO_OUT) $(if $(DEMO_PRESET),--preset $(DEMO_PRESET))
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -106,3 +106,23 @@ def test_verdict_rules() -> None:
     assert all_of([HELD, NOT_SUPPORTED]) == NOT_SUPPORTED
     assert all_of([HELD, CONTRADICTED, NOT_SUPPORTED]) == CONTRADICTED
     assert all_of([]) == NOT_SUPPORTED
+
+
+def test_min_detectable_effect_matches_the_power_equation() -> None:
+    """80 % power, two-sided 5 %: Cohen's one-sample d is 0.994 at n = 10 (G*Power); the exact
+    noncentral-t answer is near the textbook (t_.975 + t_.8)·sd/√n and scales with sd."""
+    from scipy.stats import nct
+
+    from fstmatch.hypotheses.stats import min_detectable_effect, t_quantile
+
+    assert min_detectable_effect(1.0, 10) == pytest.approx(0.996, abs=0.003)
+    assert min_detectable_effect(0.05, 10) == pytest.approx(0.05 * min_detectable_effect(1.0, 10))
+    for n in (3, 5, 30):
+        mde = min_detectable_effect(2.0, n)
+        crit, nc = t_quantile(0.975, n - 1), mde * math.sqrt(n) / 2.0
+        assert nct.sf(crit, n - 1, nc) + nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=1e-6)
+        textbook = (t_quantile(0.975, n - 1) + t_quantile(0.8, n - 1)) * 2.0 / math.sqrt(n)
+        assert mde == pytest.approx(textbook, rel=0.06)
+    assert math.isnan(min_detectable_effect(1.0, 1)) and min_detectable_effect(0.0, 4) == 0.0
+    agg = between_seeds([0.1, 0.3, 0.2, 0.4])
+    assert agg["mde"] == pytest.approx(min_detectable_effect(agg["sd"], 4))

@@ -15,7 +15,7 @@ from fstmatch.report import to_html, to_markdown
 from fstmatch.report.demo import demo_blocks
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small"])
+@pytest.mark.parametrize("preset", ["laptop", "tiny", "small"])
 def test_presets_build_every_training_run(preset: str, tmp_path: Path) -> None:
     cfg = load_config(DemoConfig, kind="demo", preset=preset)
     runs = {name: demo_train_config(cfg, name, tmp_path / "manifest.jsonl") for name in RUNS}

@@ -121,6 +121,8 @@ def test_study_report_states_verdicts_and_rule(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "3"], "at least two distinct"),
     (["--seeds", "1", "1"], "at least two distinct"),
+    (["--seeds", "0", "-2"], "seeds must be >= 0"),
+    (["--seeds", "0", "1", "--jobs", "-1"], "jobs must be >= 0"),
     (["--seeds", "0", "1", "--set", "train.seed=4"], "train.seed and seeds"),
 ])
 def test_demo_rejects_bad_seeds_before_any_work(tmp_path: Path, capsys, args: list[str], message: str) -> None:

@@ -13,10 +13,14 @@ Stages, in order (each skipped when its output is complete and was made with the
                 split at raw, c23 and c40
 6. ``report``   ``summary.json``, ``report.md``, ``report.html``
 
-With ``seeds`` (a *study*, ``fstmatch demo --seeds 0 1 2``) stages 1–2 run once and stages 3–5 once
-per training seed, into ``DIR/seed-<k>/`` (each with its own ``summary.json`` and report); the top
-``DIR/summary.json`` and report judge every claim across the seeds
-(:mod:`fstmatch.pipeline.study`, statistics :mod:`fstmatch.hypotheses.study`). Stage names then read ``seed-<k>/train:det`` and so on.
+With ``seeds`` (a *study*, ``fstmatch demo --seeds 0 1 2``) stages 1–2 run once and stages 3–6 once
+per training seed, into ``DIR/seed-<k>/`` (each with its own ``summary.json``, report, explorer and
+``demo_state.json``); the top ``DIR/summary.json`` and report judge every claim across the seeds
+(:mod:`fstmatch.pipeline.study`, statistics :mod:`fstmatch.hypotheses.study`). Seeds run
+concurrently, ``jobs`` at a time, each in a process of its own with one torch thread, its log in
+``DIR/seed-<k>/demo.log``; they share no mutable state (each writes only under its own folder).
+With ``data_per_seed`` every seed also makes its own FST-Synth data (synth seed = the seed) in
+``DIR/seed-<k>/data`` and ``prep``, so the between-seed spread includes the data's.
 
 In ``summary["detection"]`` the key ``det`` is the all-compression detector ``det_all`` (the one
 trained alike with FST-Matching, as the comparison requires); the raw-trained detector analysed in
@@ -38,6 +42,9 @@ from fstmatch.errors import UserError
 from fstmatch.hypotheses.protocol import DETECTION, RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
 
+#: The preset ``make demo`` and ``fstmatch demo`` run.
+DEFAULT_PRESET = "laptop"
+
 
 @dataclass
 class SynthStage:
@@ -58,6 +65,11 @@ class DemoConfig:
     #: Training seeds of a multi-seed study (null: one run). The data (FST-Synth with ``seed``) is
     #: made once; every model is trained once per seed.
     seeds: tuple[int, ...] | None = None
+    #: A study's seeds running at once, each a process with one torch thread (0: one per CPU core).
+    jobs: int = 0
+    #: Each seed of a study makes its own FST-Synth data (synth seed = the seed): the between-seed
+    #: spread then includes the data's. Off: the data is made once and only the training varies.
+    data_per_seed: bool = False
     synth: SynthStage = field(default_factory=SynthStage)
     prepare: PrepareStage = field(default_factory=PrepareStage)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys shared by every run
@@ -76,8 +88,8 @@ class Stages:
     fingerprint of its settings and its wall time; a rerun skips a stage whose fingerprint matches
     and whose outputs still exist."""
 
-    def __init__(self, out: Path, total: int) -> None:
-        self.out, self.total, self.count = out, total, 0
+    def __init__(self, out: Path, total: int, label: str = "demo") -> None:
+        self.out, self.total, self.count, self.label = out, total, 0, label
         self.path = out / "demo_state.json"
         self.state: dict[str, Any] = json.loads(self.path.read_text("utf-8")) if self.path.is_file() else {}
 
@@ -86,16 +98,16 @@ class Stages:
         fp = _fingerprint(settings)
         done = self.state.get(name, {})
         if done.get("fingerprint") == fp and all(p.exists() for p in outputs):
-            print(f"[demo {self.count}/{self.total}] {name}: done earlier ({done['seconds']:.0f} s), skipped",
-                  flush=True)
+            print(f"[{self.label} {self.count}/{self.total}] {name}: done earlier ({done['seconds']:.0f} s), "
+                  "skipped", flush=True)
             return float(done["seconds"])
-        print(f"[demo {self.count}/{self.total}] {name} ...", flush=True)
+        print(f"[{self.label} {self.count}/{self.total}] {name} ...", flush=True)
         t0 = time.perf_counter()
         fn()
         seconds = round(time.perf_counter() - t0, 1)
         self.state[name] = {"fingerprint": fp, "seconds": seconds}
         atomic_write_json(self.path, self.state)
-        print(f"[demo {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
+        print(f"[{self.label} {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
         return seconds
 
     def seconds(self, prefix: str = "") -> dict[str, float]:
@@ -128,6 +140,11 @@ def _check_seeds(cfg: DemoConfig) -> tuple[int, ...] | None:
     if cfg.seeds is None:
         return None
     seeds = tuple(cfg.seeds)
+    negative = [k for k in seeds if k < 0]
+    if negative:
+        raise UserError(f"seeds must be >= 0 (they name folders seed-<k> and seed numpy/torch), got {negative}")
+    if cfg.jobs < 0:
+        raise UserError(f"jobs must be >= 0 (0: one per CPU core), got {cfg.jobs}")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise UserError(f"seeds: a study needs at least two distinct training seeds, got {list(seeds)} "
                         "(for one run with another training seed use --set train.seed=K)")
@@ -136,7 +153,7 @@ def _check_seeds(cfg: DemoConfig) -> tuple[int, ...] | None:
     return seeds
 
 
-def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: int | None, manifest: Path,
+def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, seed: int | None, manifest: Path,
               prep_settings: dict[str, Any]) -> dict[str, Any]:
     """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name."""
     from fstmatch.data import read_manifest
@@ -147,7 +164,7 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: i
     train_cfgs = {name: demo_train_config(cfg, name, manifest, seed) for name in RUNS}
     for name, tc in train_cfgs.items():
         settings = {"data": prep_settings, "train": to_dict(tc)}
-        stages.run(f"{prefix}train:{name}", settings, [runs / name / "model.safetensors"],
+        stages.run(f"train:{name}", settings, [runs / name / "model.safetensors"],
                    lambda tc=tc, name=name: train_run(tc, runs / name))
 
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
@@ -158,29 +175,120 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: i
     vcfg = from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
                                                  "threads": cfg.threads}))
     vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
-    stages.run(f"{prefix}verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
+    stages.run("verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
 
     test_rows = [r for r in read_manifest(manifest) if r["split"] == "test"]
     if not test_rows:
         raise UserError(f"{manifest} has no test rows: the synth preset must make a test split")
     for key, name in DETECTION.items():
         settings = {"train": to_dict(train_cfgs[name]), "data": prep_settings}
-        stages.run(f"{prefix}test:{key}", settings, [where / "test" / f"{key}.json"],
+        stages.run(f"test:{key}", settings, [where / "test" / f"{key}.json"],
                    lambda name=name, key=key: _test(runs / name, test_rows, manifest.parent, cfg.test_batch_size,
                                                     where / "test" / f"{key}.json"))
     return train_cfgs
 
 
-def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | None = None,
+def _data(stages: Stages, cfg: DemoConfig, where: Path, seed: int) -> tuple[Path, dict[str, Any]]:
+    """Stages 1-2 (FST-Synth with ``seed``, then face crops) into ``where/data`` and ``where/prep``;
+    returns the manifest and the settings that fingerprint the data."""
+    from fstmatch.data import prepare
+    from fstmatch.synth import generate
+
+    data, prep = where / "data", where / "prep"
+    synth_settings = {**to_dict(cfg.synth), "seed": seed}
+    stages.run("synth", synth_settings, [data / "splits"],
+               lambda: generate(data, preset=cfg.synth.preset, seed=seed, workers=cfg.synth.workers,
+                                progress=True))
+    prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
+    stages.run("prepare", prep_settings, [prep / "manifest.jsonl"],
+               lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
+                               workers=cfg.prepare.workers, **cfg.prepare.options))
+    return prep / "manifest.jsonl", prep_settings
+
+
+def _one_run(cfg: DemoConfig, preset: str, where: Path, seed: int | None, data: tuple[Path, dict[str, Any]] | None,
+             data_seconds: dict[str, float], label: str) -> dict[str, Any]:
+    """One training seed, stages 3-6 (and 1-2 when ``data`` is None), into ``where``: its own
+    ``demo_state.json``, ``summary.json``, report and explorer. Returns the summary."""
+    from fstmatch.browse import write_explorer
+    from fstmatch.pipeline.summary import build_summary
+    from fstmatch.report.demo import write_demo_report
+
+    t0 = time.perf_counter()
+    where.mkdir(parents=True, exist_ok=True)
+    per_seed = len(RUNS) + 1 + len(DETECTION)
+    stages = Stages(where, total=per_seed + (2 if data is None else 0), label=label)
+    if data is None:
+        data = _data(stages, cfg, where, cfg.seed if seed is None else seed)
+    manifest, prep_settings = data
+    train_cfgs = _run_seed(stages, cfg, where, seed, manifest, prep_settings)
+    summary = build_summary(where, manifest, cfg, preset, train_cfgs, {**data_seconds, **stages.seconds()},
+                            time.perf_counter() - t0, seed=seed)
+    atomic_write_json(where / "summary.json", summary)
+    md, page = write_demo_report(where, summary)
+    write_explorer(where)  # the map explorer (fstmatch browse): DIR/explorer/index.html
+    print(f"[{label}] wrote {where / 'summary.json'}, {md}, {page}", flush=True)
+    return summary
+
+
+def _seed_job(job: tuple[dict[str, Any], str, str, int, tuple[str, dict[str, Any]] | None, dict[str, float]]
+              ) -> dict[str, Any]:
+    """One seed of a study in a worker process: one torch thread, everything it prints in its log."""
+    import contextlib
+
+    import torch
+
+    from fstmatch.config import from_dict as _from_dict
+
+    cfg_dict, preset, out, seed, data, data_seconds = job
+    cfg = _from_dict(DemoConfig, cfg_dict)
+    torch.set_num_threads(1)
+    where = Path(out) / f"seed-{seed}"
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / "demo.log", "a", encoding="utf-8", buffering=1) as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        shared = None if data is None else (Path(data[0]), data[1])
+        return _one_run(cfg, preset, where, seed, shared, data_seconds, label=f"seed-{seed}")
+
+
+def _run_study(cfg: DemoConfig, preset: str, out: Path, seeds: tuple[int, ...],
+               data: tuple[Path, dict[str, Any]] | None, data_seconds: dict[str, float]) -> dict[int, dict[str, Any]]:
+    """Every seed, ``jobs`` at a time in worker processes (in this process when one at a time), with
+    a progress bar whose ETA counts finished seeds."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import os
+
+    from tqdm import tqdm
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = min(cfg.jobs or cpus, len(seeds))
+    shared = None if data is None else (str(data[0]), data[1])
+    payload = [(to_dict(cfg), preset, str(out), k, shared, data_seconds) for k in seeds]
+    summaries: dict[int, dict[str, Any]] = {}
+    print(f"[study] {len(seeds)} seeds, {jobs} at a time (one torch thread each); "
+          f"logs in {out}/seed-<k>/demo.log", flush=True)
+    with tqdm(total=len(seeds), desc="study seeds", unit="seed") as bar:
+        if jobs == 1:
+            for job in payload:
+                summaries[job[3]] = _one_run(cfg, preset, out / f"seed-{job[3]}", job[3],
+                                             None if data is None else data, data_seconds, label=f"seed-{job[3]}")
+                bar.update()
+        else:
+            with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_seed_job, job): job[3] for job in payload}
+                for fut in cf.as_completed(futures):
+                    summaries[futures[fut]] = fut.result()
+                    bar.update()
+                    bar.write(f"[study] seed-{futures[fut]} done")
+    return {k: summaries[k] for k in seeds}
+
+
+def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, overrides: list[str] | None = None,
              config_file: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) the demo into ``out_dir``; returns the summary also written to ``summary.json``
     (with ``seeds`` set: the study's summary, with the ``aggregate`` over seeds)."""
     import torch
-
-    from fstmatch.data import prepare
-    from fstmatch.pipeline.summary import build_summary
-    from fstmatch.report.demo import write_demo_report
-    from fstmatch.synth import generate
 
     cfg = load_config(DemoConfig, kind="demo", preset=preset, file=config_file, overrides=overrides or [])
     seeds = _check_seeds(cfg)
@@ -191,48 +299,22 @@ def run_demo(out_dir: str | Path, preset: str = "tiny", overrides: list[str] | N
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data, prep = out / "data", out / "prep"
-    manifest = prep / "manifest.jsonl"
-    per_seed = len(RUNS) + 1 + len(DETECTION)
-    stages = Stages(out, total=2 + per_seed * (len(seeds) if seeds else 1))
     start = time.perf_counter()
 
-    # 1-2. data, once ---------------------------------------------------------------------------------
-    synth_settings = {**to_dict(cfg.synth), "seed": cfg.seed}
-    stages.run("synth", synth_settings, [data / "splits"],
-               lambda: generate(data, preset=cfg.synth.preset, seed=cfg.seed, workers=cfg.synth.workers,
-                                progress=True))
-    prep_settings = {"synth": synth_settings, **to_dict(cfg.prepare)}
-    stages.run("prepare", prep_settings, [manifest],
-               lambda: prepare(data, prep, frames_per_video=cfg.prepare.frames_per_video,
-                               workers=cfg.prepare.workers, **cfg.prepare.options))
-    data_seconds = {k: v for k, v in stages.seconds().items() if k in ("synth", "prepare")}
+    if seeds is None:  # one run: every stage in this process, into DIR
+        return _one_run(cfg, preset, out, None, None, {}, label="demo")
 
-    # 3-6. one run: train, verify, test, report ------------------------------------------------------
-    if seeds is None:
-        train_cfgs = _run_seed(stages, cfg, out, "", None, manifest, prep_settings)
-        summary = build_summary(out, manifest, cfg, preset, train_cfgs, stages.seconds(),
-                                time.perf_counter() - start)
-        atomic_write_json(out / "summary.json", summary)
-        md, page = write_demo_report(out, summary)
-        print(f"[demo] wrote {out / 'summary.json'}, {md}, {page}", flush=True)
-        return summary
-
-    # 3-6. a study: every seed, then the aggregate ---------------------------------------------------
+    # a study: the shared data once (unless per seed), then every seed, then the aggregate
     from fstmatch.pipeline.study import build_study_summary
     from fstmatch.report.study import write_study_report
 
-    summaries: dict[int, dict[str, Any]] = {}
-    for seed in seeds:
-        where, prefix = out / f"seed-{seed}", f"seed-{seed}/"
-        t0 = time.perf_counter()
-        train_cfgs = _run_seed(stages, cfg, where, prefix, seed, manifest, prep_settings)
-        summaries[seed] = build_summary(where, manifest, cfg, preset, train_cfgs,
-                                        {**data_seconds, **stages.seconds(prefix)}, time.perf_counter() - t0,
-                                        seed=seed)
-        atomic_write_json(where / "summary.json", summaries[seed])
-        write_demo_report(where, summaries[seed])
-    summary = build_study_summary(cfg, preset, summaries, stages.seconds(), time.perf_counter() - start)
+    stages = Stages(out, total=0 if cfg.data_per_seed else 2, label="study")
+    data = None if cfg.data_per_seed else _data(stages, cfg, out, cfg.seed)
+    summaries = _run_study(cfg, preset, out, seeds, data, stages.seconds())
+    seconds = {**stages.seconds(), **{f"seed-{k}/{name}": v for k, s in summaries.items()
+                                      for name, v in s["seconds"].items() if name != "total"
+                                      and (cfg.data_per_seed or name not in ("synth", "prepare"))}}
+    summary = build_study_summary(cfg, preset, summaries, seconds, time.perf_counter() - start)
     atomic_write_json(out / "summary.json", summary)
     md, page = write_study_report(out, summary)
     print(f"[demo] wrote {out / 'summary.json'}, {md}, {page} (per seed: {out}/seed-*/report.html)", flush=True)
