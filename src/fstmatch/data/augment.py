@@ -11,7 +11,12 @@ disabled) that :class:`fstmatch.data.FaceDataset` applies in three steps:
    ground-truth masks get the same warp;
 3. *photometric*, on the aligned uint8 image only: albumentations where it has the transform (HSV,
    gamma, motion / Gaussian blur, Gaussian noise, down-up resize, JPEG) and small numpy functions
-   for the rest (colour-tone blend, min-max normalisation, low-frequency noise).
+   for the rest (colour-tone blend, min-max normalisation, low-frequency noise). Its parameters are
+   the reference's, in pixels of the reference's 224-px face (a 3-9 px motion blur, a 3x3 Gaussian,
+   JPEG's 8x8 blocks, per-pixel noise), so a face on a smaller canvas is degraded at 224 px and
+   resized back (``reference_canvas``): applied to a 64-px face directly, the same pixels are 3.5x
+   larger relative to the face, and they erased FST-Synth's traces (docs/train.md, "Augmentation
+   and small canvases").
 
 Randomness: each item draws from ``numpy.random.default_rng([seed, torch.initial_seed(), index,
 call])`` so DataLoader workers (whose torch seed differs per worker and epoch) and repeated epochs
@@ -61,6 +66,10 @@ class AugmentConfig:
     lowfreq_noise: float = 0.5  # smooth additive noise field (1/8 resolution, std 2..8 levels)
     jpeg: float = 0.3
     jpeg_quality: tuple[int, int] = (15, 80)
+    #: the face size (px) the photometric parameters are defined at (the reference's input); a canvas
+    #: S at least half as small is degraded at k·S px, k = round(reference_canvas / S), and reduced
+    #: back by k x k means, so the degradation is about the same relative to the face. 0: at the canvas.
+    reference_canvas: int = 224
 
     def __post_init__(self) -> None:
         for name in ("flip", "perspective", "half_size", "tone_blend", "hsv", "gamma", "minmax", "motion_blur",
@@ -68,6 +77,8 @@ class AugmentConfig:
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"augment.{name} is a probability, got {p}")
+        if self.reference_canvas < 0:
+            raise ValueError("augment.reference_canvas must be >= 0 (0: degrade at the canvas)")
         if self.scale_mean <= 0 or self.scale_std < 0:
             raise ValueError("augment.scale_mean must be > 0 and scale_std >= 0")
 
@@ -164,7 +175,18 @@ class FaceAugment:
         return h
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Colour and degradation augmentations of an aligned uint8 RGB image."""
+        """Colour and degradation augmentations of an aligned uint8 RGB image ``(S, S, 3)``, at the
+        reference's face size when ``S`` is smaller (see :attr:`AugmentConfig.reference_canvas`)."""
+        h, w = image.shape[:2]
+        k = round(self.cfg.reference_canvas / max(h, w)) if self.cfg.reference_canvas else 1
+        if k < 2:
+            return self._photometric(image, rng)
+        # an integer factor, pixel replication up and k x k means down: the round trip is exact, so
+        # only the degradation changes the face (a cubic/area round trip alone halved its fine detail)
+        up = cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(self._photometric(up, rng), (w, h), interpolation=cv2.INTER_AREA)
+
+    def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = self.cfg
         seeds = rng.integers(0, 2**31 - 1, size=3)
         if rng.random() < c.tone_blend:
