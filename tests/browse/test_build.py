@@ -61,13 +61,12 @@ def test_index_lists_every_analysed_frame_with_its_versions(verify_out: Path, ex
 
 
 def test_frame_chunks_hold_the_npz_maps_bit_exact(verify_out: Path, explorer: Path, toy_manifest: Path) -> None:
-    from fstmatch.data import read_manifest
-    from fstmatch.hypotheses.config import ImagesConfig
+    from fstmatch.data import Geometry, read_manifest
     from fstmatch.hypotheses.maps import load_images
 
     index = read_js(explorer.parent / "data" / "index.js", "FSTX.index")
     rows = {r["id"]: r for r in read_manifest(toy_manifest)}
-    _, masks = load_images([rows[f["id"]] for f in index["frames"]], toy_manifest.parent, ImagesConfig(canvas=32),
+    _, masks = load_images([rows[f["id"]] for f in index["frames"]], toy_manifest.parent, Geometry(canvas=32),
                            with_masks=True)
     for k, f in enumerate(index["frames"]):
         k2, data = read_js(explorer.parent / "data" / "f" / f"{k}.js", "FSTX.frame")
@@ -118,8 +117,7 @@ def test_per_frame_numbers_match_fstmatch_hypotheses(verify_out: Path, explorer:
 def test_scores_and_logits_are_the_models_outputs(verify_out: Path, explorer: Path, toy_manifest: Path) -> None:
     import torch
 
-    from fstmatch.data import read_manifest
-    from fstmatch.hypotheses.config import ImagesConfig
+    from fstmatch.data import Geometry, read_manifest
     from fstmatch.hypotheses.maps import load_images
     from fstmatch.models import load_model
 
@@ -127,7 +125,7 @@ def test_scores_and_logits_are_the_models_outputs(verify_out: Path, explorer: Pa
     index = read_js(explorer.parent / "data" / "index.js", "FSTX.index")
     rows = {r["id"]: r for r in read_manifest(toy_manifest)}
     f = index["frames"][0]
-    x, _ = load_images([rows[f["id"]]], toy_manifest.parent, ImagesConfig(canvas=32))
+    x, _ = load_images([rows[f["id"]]], toy_manifest.parent, Geometry(canvas=32))
     for role, key in (("det", "label"), ("source", "source"), ("target", "target")):
         with torch.no_grad():
             logits = load_model(summary["models"][role]["checkpoint"]).eval()(x)[0]

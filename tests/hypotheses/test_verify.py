@@ -188,13 +188,14 @@ def test_map_cache_recomputes_a_map_whose_input_image_changed(tmp_path, monkeypa
     import torch
 
     import fstmatch.explain
-    from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
+    from fstmatch.data import Geometry
+    from fstmatch.hypotheses.config import ShapleyConfig
     from fstmatch.hypotheses.maps import MapStore
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"stand-in weights")  # only its size and mtime enter the settings
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
-    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), ImagesConfig(canvas=16), torch.device("cpu"),
+    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), Geometry(canvas=16), torch.device("cpu"),
                      progress=False)
     rows = [{"id": "a"}, {"id": "b"}]
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from fstmatch.cli import main
-from fstmatch.data import load_face, read_manifest
+from fstmatch.data import Geometry, load_face, read_manifest
 from fstmatch.models import create_model
 
 ARCH = "deepfakebench:xception"
@@ -44,7 +44,7 @@ def checkpoint(tmp_path_factory) -> tuple[Path, nn.Module]:
 
 def _faces(manifest: Path, canvas: int) -> torch.Tensor:
     rows = read_manifest(manifest)
-    images = [load_face(r, manifest.parent, canvas=canvas, convention="deepfakebench")[0] for r in rows]
+    images = [load_face(r, manifest.parent, geometry=Geometry("deepfakebench", canvas))[0] for r in rows]
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
 
 

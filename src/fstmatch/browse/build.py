@@ -198,12 +198,11 @@ def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, p
     import torch
     from tqdm import tqdm
 
-    from fstmatch.hypotheses.config import ImagesConfig
     from fstmatch.hypotheses.maps import load_images
     from fstmatch.models import load_model
 
     files, n = fr.files, len(fr.rows)
-    cfg = ImagesConfig(canvas=files.canvas, face_width=files.face_width, scale=files.scale)
+    cfg = files.geometry
     device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
                           ("cpu" if device_name == "auto" else device_name))
     models: dict[str, Any] = {}

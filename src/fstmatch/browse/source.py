@@ -92,10 +92,10 @@ class RunFiles:
         first = self.maps[self.models[0]]["raw"].values
         self.grid = int(next(iter(first.values())).shape[-1])
         self.thresholds = tuple(float(t) for t in cfg.get("thresholds", ())) or None
-        images = cfg.get("images", {})
-        self.canvas = int(images.get("canvas", 224))
-        self.face_width = images.get("face_width")
-        self.scale = float(images.get("scale", 0.9))
+        from fstmatch.data.geometry import Geometry
+
+        self.geometry = Geometry.from_dict(cfg.get("images", {}))
+        self.canvas = self.geometry.side
         self.ids = list(self.summary.get("images", {}).get("ids") or sorted(first))
         recorded = manifest or self.summary.get("images", {}).get("manifest") or cfg.get("manifest")
         found = locate(recorded, self.dir)

@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
     geometry = resolve_geometry(args, args.checkpoint)
-    if geometry["canvas"] % args.grid:
-        raise UserError(f"--grid {args.grid} does not divide the canvas ({geometry['canvas']} px)")
+    if geometry.side % args.grid:
+        raise UserError(f"--grid {args.grid} does not divide the canvas ({geometry.side} px)")
     info = init_distributed(args.device)
     try:
         model = load_model(args.checkpoint, arch=args.arch).to(info.device).eval()
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     "method": args.method,
                     "permutations": args.permutations, "antithetic": not args.no_antithetic,
                     "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
-                    "seed": args.seed, "max_stderr": args.max_stderr, **geometry}
+                    "seed": args.seed, "max_stderr": args.max_stderr, **geometry.to_dict()}
         config_path = args.out / "explain.json"
         if config_path.exists():
             old = json.loads(config_path.read_text())
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
         if not todo:
             return 0
-        data = FaceDataset(todo, root, **geometry)
+        data = FaceDataset(todo, root, geometry=geometry)
         step = info.world_size
         bar = tqdm(total=len(todo), unit="img", disable=args.no_progress or not info.is_main, dynamic_ncols=True)
         spent = 0

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fstmatch.data.geometry import Geometry
 from fstmatch.errors import UserError
 from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
 from fstmatch.utils.io import atomic_savez
@@ -62,10 +63,10 @@ def manifest_path(manifest: str | Path | None) -> Path:
 
 
 def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: torch.device,
-                    arch: str | None = None, images: ImagesConfig | None = None) -> nn.Module:
+                    arch: str | None = None, geometry: Geometry | None = None) -> nn.Module:
     """The model of ``role`` from ``path`` (run directory or ``.safetensors``; with ``arch``, a plain
     state dict of that architecture), in eval mode. A training run whose input geometry differs
-    from ``images``' is refused: every map of a run must share one grid over one aligned image."""
+    from ``geometry`` is refused: every map of a run must share one grid over one aligned image."""
     from fstmatch.models import load_model
 
     hint = TRAIN_COMMANDS[role].format(manifest=manifest, path=path or f"runs/{role}")
@@ -74,16 +75,16 @@ def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: t
     p = Path(path)
     if not (p.is_file() or (p / "model.safetensors").is_file()):
         raise UserError(f"checkpoint for {role} not found: {p} (no model.safetensors); train it with:\n  {hint}")
-    if images is not None and (p / "config.yaml").is_file():
+    if geometry is not None and (p / "config.yaml").is_file():
         from fstmatch.train import load_run_config
 
-        trained = load_run_config(p).input
-        ours = images.geometry()
-        differ = [k for k in ours if getattr(trained, k) != ours[k]]
+        trained = load_run_config(p).input.geometry().to_dict()
+        ours = geometry.to_dict()
+        differ = [k for k in ours if trained[k] != ours[k]]
         if differ:
             raise UserError(
                 f"checkpoints.{role} ({p}) was trained on other faces than the verify images: "
-                + ", ".join(f"{k} {getattr(trained, k)!r} vs images.{k} {ours[k]!r}" for k in differ)
+                + ", ".join(f"{k} {trained[k]!r} vs images.{k} {ours[k]!r}" for k in differ)
                 + " (train it with the same input.* keys, or change images.*)"
             )
     return load_model(p, arch=arch).to(device).eval()
@@ -138,21 +139,20 @@ def counterparts(rows: Sequence[Row], chosen: Sequence[Row]) -> tuple[list[tuple
 
 
 def load_images(
-    rows: Sequence[Row], root: Path, cfg: ImagesConfig, landmarks_from: Sequence[Row] | None = None,
+    rows: Sequence[Row], root: Path, geometry: Geometry, landmarks_from: Sequence[Row] | None = None,
     with_masks: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Aligned faces ``(N, 3, H, W)`` in [0, 1] and, when asked, masks ``(N, 2, H, W)`` (donor, trace;
-    ``None`` when a row has no ground truth)."""
+    """Faces aligned with ``geometry``, ``(N, 3, H, W)`` float32 in [0, 1], and, when asked, masks
+    ``(N, 2, H, W)`` (donor, trace; ``None`` when a row has no ground truth)."""
     from fstmatch.data import load_face
 
     images, masks = [], []
     for i, row in enumerate(rows):
         ref = landmarks_from[i] if landmarks_from is not None else None
-        img, m = load_face(row, root, canvas=cfg.canvas, face_width=cfg.face_width, scale=cfg.scale,
-                           convention=cfg.convention, landmarks_from=ref, with_masks=with_masks)
+        img, m = load_face(row, root, geometry=geometry, landmarks_from=ref, with_masks=with_masks)
         images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)
         masks.append(m)
-    x = torch.stack(images) if images else torch.zeros(0, 3, cfg.canvas, cfg.canvas)
+    x = torch.stack(images) if images else torch.zeros(0, 3, geometry.side, geometry.side)
     if not with_masks or any(m is None for m in masks) or not masks:
         return x, None
     return x, torch.from_numpy(np.stack(masks)).float()
@@ -185,22 +185,22 @@ class MapStore:
     alone would not notice).
     """
 
-    def __init__(self, folder: Path, shapley: ShapleyConfig, images: ImagesConfig, device: torch.device,
+    def __init__(self, folder: Path, shapley: ShapleyConfig, geometry: Geometry, device: torch.device,
                  progress: bool = True) -> None:
         self.folder = Path(folder)
         self.shapley = shapley
-        self.images = images
+        self.geometry = geometry
         self.device = device
         self.progress = progress
 
     def _settings(self, checkpoint: str, seed: int) -> dict[str, Any]:
-        s, i = self.shapley, self.images
+        s = self.shapley
         path = Path(checkpoint)
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
                 "grid": s.grid, "permutations": s.permutations, "method": s.method, "seed": seed, "amp": s.amp,
-                **i.geometry()}
+                **self.geometry.to_dict()}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int, str]]:
         if not path.is_file():

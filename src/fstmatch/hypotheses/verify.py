@@ -62,7 +62,7 @@ def _exists(path: str | None) -> bool:
 def _train_keys(cfg: VerifyConfig) -> dict[str, Any]:
     """``cfg.train`` with the images' alignment as its ``input`` keys: a model trained here sees the
     faces its maps are computed on (one convention, one grid for every map of the run)."""
-    geometry = cfg.images.geometry()
+    geometry = cfg.images.geometry().to_dict()
     given = (cfg.train.get("input") or {}) if isinstance(cfg.train.get("input"), dict) else {}
     clash = [k for k in geometry if k in given and given[k] != geometry[k]]
     if clash:
@@ -101,8 +101,9 @@ class _Run:
         self.method_index = {m: [i for i, r in enumerate(self.chosen) if r["method"] == m] for m in self.by_method}
         self.log(f"verify: {len(self.chosen)} images ({', '.join(f'{m} {len(v)}' for m, v in self.by_method.items())})")
         with_masks = cfg.truth and all(r.get("mask_path") for r in self.chosen)
-        self.images, self.masks = load_images(self.chosen, self.root, cfg.images, with_masks=with_masks)
-        self.store = MapStore(out / "maps", cfg.shapley, cfg.images, self.device, progress)
+        self.geometry = cfg.images.geometry()
+        self.images, self.masks = load_images(self.chosen, self.root, self.geometry, with_masks=with_masks)
+        self.store = MapStore(out / "maps", cfg.shapley, self.geometry, self.device, progress)
         self.models: dict[str, Any] = {}
         self.model_info: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, str] = {}
@@ -112,7 +113,7 @@ class _Run:
                 path = path or str(out / "runs" / role)
                 self.log(f"verify: training the missing {role} model into {path}")
                 train_run(train_config(role, self.path, _train_keys(cfg), cfg.images.holdout), path)
-            self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, images=cfg.images)
+            self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, geometry=self.geometry)
             self.checkpoints[role] = str(path)
             meta = getattr(self.models[role], "fst_meta", {}) or {}
             self.model_info[role] = {"checkpoint": str(path), "arch": arch, "name": meta.get("name"),
@@ -245,7 +246,7 @@ def run_h3(run: _Run) -> dict[str, Any]:
     versions = {"raw_repeat": (raw_rows, run.images[keep])}
     for comp, col in (("c23", 1), ("c40", 2)):
         rows = [tr[col] for tr in triples]
-        images, _ = load_images(rows, run.root, cfg.images, landmarks_from=raw_rows)
+        images, _ = load_images(rows, run.root, run.geometry, landmarks_from=raw_rows)
         versions[comp] = (rows, images)
     out: dict[str, Any] = {k: {} for k in ("delta", "sem", "noise", "reproducibility", "delta_corrected",
                                            "by_method", "gap", "gap_sem", "gap_corrected")}

@@ -113,14 +113,23 @@ def demo_train_config(cfg: DemoConfig, name: str, manifest: Path, seed: int | No
     return train_config(name, manifest, cfg.train, holdout, cfg.runs.get(name), seed=seed)
 
 
+def demo_verify_config(cfg: DemoConfig, det: Any, manifest: Path, checkpoints: dict[str, str]) -> Any:
+    """The VerifyConfig of a demo run: ``cfg.verify`` over the faces the models were trained on (the
+    whole :class:`~fstmatch.data.geometry.Geometry` of ``det``'s TrainConfig, convention included)."""
+    from fstmatch.hypotheses.config import VerifyConfig
+
+    vdata = merge({"images": det.input.geometry().to_dict()}, cfg.verify)
+    return from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
+                                                 "threads": cfg.threads}))
+
+
 def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -> None:
     from fstmatch.models import load_model
     from fstmatch.train import evaluate, load_run_config
 
     tc = load_run_config(run)
     model = load_model(run).eval()
-    res = evaluate(model, rows, root, canvas=tc.input.canvas, face_width=tc.input.face_width,
-                   scale=tc.input.scale, batch_size=batch_size, amp=tc.amp, progress=True)
+    res = evaluate(model, rows, root, geometry=tc.input.geometry(), batch_size=batch_size, amp=tc.amp, progress=True)
     atomic_write_json(out, res)
 
 
@@ -140,7 +149,6 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: i
               prep_settings: dict[str, Any]) -> dict[str, Any]:
     """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name."""
     from fstmatch.data import read_manifest
-    from fstmatch.hypotheses.config import VerifyConfig
     from fstmatch.hypotheses.verify import verify
 
     runs = where / "runs"
@@ -152,11 +160,7 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: i
 
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
     checkpoints["fstmatching"] = str(runs / "fstmatching")
-    geometry = train_cfgs["det"].input  # explain at the geometry the models were trained at
-    vdata = merge({"images": {"canvas": geometry.canvas, "face_width": geometry.face_width, "scale": geometry.scale}},
-                  cfg.verify)
-    vcfg = from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
-                                                 "threads": cfg.threads}))
+    vcfg = demo_verify_config(cfg, train_cfgs["det"], manifest, checkpoints)
     vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
     stages.run(f"{prefix}verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
 
