@@ -39,6 +39,7 @@ from fstmatch.hypotheses.maps import (
     target_key,
 )
 from fstmatch.hypotheses.metrics import q_metric, q_per_image, stability_per_image
+from fstmatch.hypotheses.per_image import frame_key, per_image_metrics
 from fstmatch.hypotheses.protocol import train_config, train_run
 from fstmatch.hypotheses.stats import attenuation_corrected, perturbed_std, reproducibility, sem
 from fstmatch.hypotheses.truth import ROLE_REGION, region_fractions, truth_score
@@ -119,6 +120,8 @@ class _Run:
             self.model_info[role] = {"checkpoint": str(path), "arch": arch, "name": meta.get("name"),
                                      "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
+        #: the map sets computed in this run, "<role>__<comp>" -> (rows, values (N, G, G))
+        self.sets: dict[str, tuple[list[dict], np.ndarray]] = {}
         self.forwards: dict[str, int] = {}
         #: per map set, the median over images of the map's predicted relative L2 error, sqrt(sum se²) / ||phi||
         self.map_error: dict[str, float] = {}
@@ -133,20 +136,34 @@ class _Run:
         """Maps of ``role`` at ``comp`` (default: the raw analysed images); ``comp`` names the cache."""
         if comp == "raw" and rows is None:
             if role not in self.raw:
-                self.raw[role] = self._compute(role, "raw", self.chosen, self.images, self.chosen, 0)
+                self.raw[role] = self._compute(role, "raw", self.chosen, self.images, self.chosen, 0, self.masks)
             return self.raw[role]
         assert rows is not None and images is not None
         return self._compute(role, comp, rows, images, labels_from or rows, seed_offset)
 
     def _compute(self, role: str, comp: str, rows: Sequence[dict], images: torch.Tensor,
-                 labels_from: Sequence[dict], seed_offset: int) -> Maps:
+                 labels_from: Sequence[dict], seed_offset: int, masks: torch.Tensor | None = None) -> Maps:
         key = target_key(role)
         targets = [int(r[key]) for r in labels_from]
+        variant = None if comp in ("raw", "c23", "c40") else comp
         m = self.store.get(f"{role}__{comp}", self.models[role], self.checkpoints[role],
-                           rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset)
+                           rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset, masks=masks,
+                           variant=variant)
         self.forwards[f"{role}__{comp}"] = m.n_forward
         self.map_error[f"{role}__{comp}"] = m.median_relative_error()
+        if variant is None:
+            self.sets[f"{role}__{comp}"] = (list(rows), m.values)
         return m
+
+    def annotate(self) -> None:
+        """Write the per-image numbers (:func:`fstmatch.hypotheses.per_image.per_image_metrics`) of
+        every map set of this run into its map file."""
+        masks = {}
+        if self.masks is not None:
+            masks = {frame_key(r): m for r, m in zip(self.chosen, self.masks.numpy())}
+        numbers = per_image_metrics(self.sets, masks, self.cfg.shapley.grid, self.cfg.thresholds)
+        for name, metrics in numbers.items():
+            self.store.annotate(name, metrics)
 
 
 def _q_block(s: Maps, t: Maps, d: Maps, cfg: VerifyConfig, seed: int) -> dict[str, Any]:
@@ -327,6 +344,7 @@ def verify(cfg: VerifyConfig, out_dir: str | Path, hypotheses: Sequence[int] = (
             summary[f"h{h}"] = fn(run)
             timings[f"h{h}"] = round(time.perf_counter() - t0, 1)
     truth = run_truth(run)
+    run.annotate()
     if truth:
         summary["truth"] = {**summary.get("truth", {}), **truth}
     summary["models"] = {**summary.get("models", {}), **run.model_info}
