@@ -72,6 +72,11 @@ def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest:
     assert main(_args(ckpt, manifest, out)) == 0
     assert "2 already done, 1 to explain" in capsys.readouterr().out
     assert (out / files[0]).exists() and (out / files[1]).stat().st_mtime_ns == stamp
+    # a map file of the older format (format 1) is redone
+    np.savez(out / files[2], values=np.zeros((4, 4)), id=np.str_("real/c23/003/0000"))
+    capsys.readouterr()
+    assert main(_args(ckpt, manifest, out)) == 0
+    assert "2 already done, 1 to explain" in capsys.readouterr().out and read_maps(out / files[2]).ids == ["real/c23/003/0000"]
     # other settings into the same folder are refused
     assert main(_args(ckpt, manifest, out, "--baseline", "mean")) == 2
     assert "baseline differ" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from fstmatch.explain.mapfile import (
     OldMapFormat,
     concat,
     image_digest,
+    map_version,
     read_maps,
     write_maps,
 )
@@ -91,6 +92,8 @@ def test_unreadable_and_foreign_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "old.npz", values=np.zeros((4, 4)), id=np.str_("x"))
     with pytest.raises(OldMapFormat, match="map format 1"):
         read_maps(tmp_path / "old.npz")
+    assert map_version(tmp_path / "old.npz") == 1 and map_version(tmp_path / "bad.npz") is None
+    assert map_version(tmp_path / "absent.npz") is None
     np.savez(tmp_path / "future.npz", format=np.array("fstmatch-maps"), version=np.int64(3))
     with pytest.raises(OldMapFormat, match="is of map format 3"):
         read_maps(tmp_path / "future.npz")

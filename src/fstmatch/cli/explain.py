@@ -20,7 +20,8 @@ Explain a model's logit for each face of a prepared manifest with Shapley values
 GRID x GRID grid (docs/method.md §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (a map
 file, docs/INTERFACES.md: the map, its stderr, the explained class and face, v(full), v(empty), the
 logit and score) and a PNG overlay next to it; `fstmatch browse DIR` shows them.
-Resumable: images whose .npz exists are skipped (rerun the same command).
+Resumable: images whose .npz exists are skipped (rerun the same command); a map file of the older
+format is redone.
 
 Which logit: the model's role decides (det and fstmatching: the det label; source: the source
 identity; target: the target identity; any two-class model: the det label); --target-kind
@@ -112,7 +113,15 @@ def run(args: argparse.Namespace) -> int:
     from fstmatch.data import FaceDataset, filter_rows, read_manifest
     from fstmatch.errors import UserError
     from fstmatch.explain import DEFAULT_PERMUTATIONS, shapley
-    from fstmatch.explain.mapfile import MapSet, image_digest, row_info, to_uint8, write_maps
+    from fstmatch.explain.mapfile import (
+        FORMAT_VERSION,
+        MapSet,
+        image_digest,
+        map_version,
+        row_info,
+        to_uint8,
+        write_maps,
+    )
     from fstmatch.explain.plot import overlay_png
     from fstmatch.hypotheses.maps import class_scores
     from fstmatch.models import load_model
@@ -152,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.out} holds maps made with other settings ({', '.join(changed)} differ): "
                     "use another --out, or the same options to resume"
                 )
-        todo = [r for r in rows if not (args.out / f"{out_name(r['id'])}.npz").exists()]
+        todo = [r for r in rows if map_version(args.out / f"{out_name(r['id'])}.npz") != FORMAT_VERSION]
         barrier()  # every rank listed the same files before rank 0 writes new ones
         if info.is_main:
             atomic_write_json(config_path, {**settings, "model": getattr(model, "fst_meta", {})})

@@ -240,6 +240,18 @@ def _old_format_message(path: Path, keys: set[str]) -> str:
             f"fstmatch reads map format {FORMAT_VERSION}: {todo}")
 
 
+def map_version(path: str | Path) -> int | None:
+    """The map format version of ``path`` (1: an fstmatch npz of before the one format), ``None``
+    when it is absent or not a map file; reads only the file's index and two small keys."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" in z.files:
+                return int(z["version"]) if str(z["format"]) == FORMAT else None
+            return 1 if {"values", "id"} <= set(z.files) or {"ids", "settings"} <= set(z.files) else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def read_maps(path: str | Path) -> MapSet:
     """The :class:`MapSet` of a map file. Never unpickles. An older format or another npz raises
     :class:`OldMapFormat` (a :class:`UserError`) naming its version and what to rerun; an unreadable

@@ -232,14 +232,13 @@ class MapStore:
 
     def load(self, name: str) -> MapSet | None:
         """The map file ``name`` as written (``None`` when absent or of an older format)."""
-        try:
-            return read_maps(self.folder / f"{name}.npz")
-        except (OldMapFormat, FileNotFoundError):
+        path = self.folder / f"{name}.npz"
+        if not path.is_file():
             return None
-        except UserError:
-            if not (self.folder / f"{name}.npz").is_file():
-                return None
-            raise
+        try:
+            return read_maps(path)
+        except OldMapFormat:
+            return None
 
     def annotate(self, name: str, metrics: dict[str, dict[str, np.ndarray]]) -> None:
         """Add per-image numbers to map file ``name``: ``metrics[metric][image id]`` (a scalar or a
