@@ -4,8 +4,9 @@
 - :func:`counterparts`: the c23/c40 rows of the same frames (hypothesis 3).
 - :func:`load_images`: aligned faces (and ground-truth masks) as tensors; c23/c40 aligned with the
   raw frame's landmarks so compression is the only difference between the three versions.
-- :class:`MapStore`: Shapley maps per (model, compression), cached in ``DIR/maps/*.npz`` by image
-  id and written after every chunk, so an interrupted run resumes and hypotheses share maps.
+- :class:`MapStore`: Shapley maps per (model, compression), kept in ``DIR/maps/*.npz`` map files
+  by image id and written every 30 s of computation and at its end, so an interrupted run resumes
+  and hypotheses share maps.
 - :func:`load_checkpoint`: a model per role, or a :class:`UserError` naming the ``fstmatch train``
   command that makes it.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,6 +206,8 @@ class MapStore:
         self.geometry = geometry
         self.device = device
         self.progress = progress
+        #: seconds between two writes of a file during a computation (and always after the last chunk)
+        self.flush_seconds = 30.0
 
     def _settings(self, checkpoint: str, seed: int) -> dict[str, Any]:
         s = self.shapley
@@ -282,7 +286,7 @@ class MapStore:
         role = name.rpartition("__")[0] or name
         meta = {"settings": settings, "model": role, "variant": variant, "grid": self.shapley.grid,
                 "seed": seed, "amp": self.shapley.amp}
-        chunk = 8
+        chunk, last_write = 8, time.monotonic()
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             if self.progress:
@@ -308,7 +312,9 @@ class MapStore:
             )
             for j in range(len(part)):
                 cache[done.ids[j]] = done.subset([j])
-            self._write(path, cache)
+            if start + chunk >= len(todo) or time.monotonic() - last_write >= self.flush_seconds:
+                self._write(path, cache)  # the faces make a file large: rewritten at most every flush_seconds
+                last_write = time.monotonic()
         return Maps(
             ids=ids,
             values=np.concatenate([cache[i].values for i in ids]).astype(np.float64),
