@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fstmatch.browse.source import COMPRESSIONS, RunFiles, find_map_dir, map_files
+from fstmatch.browse.source import COMPRESSIONS, RunFiles, find_map_dir, map_files, summary_path
 from fstmatch.explain.mapfile import MapSet
 from fstmatch.hypotheses.truth import REGIONS, ROLE_REGION, region_fractions
 
@@ -232,7 +232,7 @@ def explorer_is_current(out_dir: str | Path) -> bool:
     if not page.is_file():
         return False
     folder = find_map_dir(out_dir)
-    inputs = [*map_files(folder), folder.parent / "summary.json", folder / "summary.json"]
+    inputs = [*map_files(folder), summary_path(folder)]
     newest = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     return page.stat().st_mtime >= newest
 

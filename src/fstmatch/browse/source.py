@@ -40,6 +40,12 @@ def find_map_dir(out_dir: str | Path) -> Path:
                     "point at the --out folder of `fstmatch verify`, `fstmatch demo` or `fstmatch explain`")
 
 
+def summary_path(map_dir: Path) -> Path:
+    """Where the run of the map folder ``map_dir`` keeps its ``summary.json`` (verify and demo: beside
+    ``maps/``; an explain output has none, and this path does not exist)."""
+    return map_dir.parent / "summary.json" if map_dir.name == "maps" else map_dir / "summary.json"
+
+
 def _model_order(name: str) -> tuple[int, str]:
     return (ROLES.index(name) if name in ROLES else len(ROLES), name)
 
@@ -63,8 +69,8 @@ class RunFiles:
 
     def __init__(self, out_dir: str | Path) -> None:
         self.dir = find_map_dir(out_dir)
-        summary_path = self.dir.parent / "summary.json" if self.dir.name == "maps" else self.dir / "summary.json"
-        self.summary: dict[str, Any] = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
+        summary = summary_path(self.dir)
+        self.summary: dict[str, Any] = json.loads(summary.read_text("utf-8")) if summary.is_file() else {}
         parts: dict[str, dict[str, list[MapSet]]] = {}
         for path in map_files(self.dir):
             maps = read_maps(path)  # an older format: a UserError naming its version
