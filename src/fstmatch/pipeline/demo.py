@@ -35,6 +35,7 @@ from typing import Any
 
 from fstmatch.config import from_dict, load_config, merge, to_dict
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import FORMAT_VERSION as MAP_FORMAT
 from fstmatch.hypotheses.protocol import DETECTION, RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
 
@@ -161,7 +162,8 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, prefix: str, seed: i
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
     checkpoints["fstmatching"] = str(runs / "fstmatching")
     vcfg = demo_verify_config(cfg, train_cfgs["det"], manifest, checkpoints)
-    vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
+    vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg),
+                 "map_format": MAP_FORMAT}  # a verify of an older map format is redone (the explorer reads the maps)
     stages.run(f"{prefix}verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
 
     test_rows = [r for r in read_manifest(manifest) if r["split"] == "test"]
