@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from fstmatch.data import read_manifest
+from fstmatch.data import Geometry, read_manifest
 from fstmatch.data.dataset import aligned_face
 from fstmatch.models import create_model
 
@@ -54,7 +54,7 @@ def main() -> None:
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         for r in rows:
-            aligned_face(r, args.manifest.parent, canvas=args.canvas, face_width=None, scale=0.9)
+            aligned_face(r, args.manifest.parent, geometry=Geometry(canvas=args.canvas, scale=0.9))
         decode.append((time.perf_counter() - t0) / len(rows))
         t0 = time.perf_counter()
         for _ in range(4):

@@ -1,6 +1,5 @@
-"""Map explorer at scale: build a synthetic verify output (N frames x models x raw/c23/c40 maps,
-aligned faces, ground-truth masks, untrained width-4 checkpoints for the scores), write its static
-explorer, and time it in headless chromium (Selenium + /usr/bin/chromedriver), from file:// and
+"""Map explorer at scale: build a synthetic verify output (N frames x models x raw/c23/c40 map
+files with faces, ground-truth masks and per-image numbers), write its static explorer, and time it in headless chromium (Selenium + /usr/bin/chromedriver), from file:// and
 served by ``fstmatch browse``'s server.
 
 Times, from the page's own performance.now() marks:
@@ -27,73 +26,57 @@ import cv2
 import numpy as np
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
-CROP = 64
-
-
-def _landmarks() -> list[list[float]]:
-    pts = np.full((68, 2), CROP / 2)
-    pts[36:42] = (22, 25)
-    pts[42:48] = (42, 25)
-    pts[30] = (32, 36)
-    pts[48], pts[54] = (25, 46), (39, 46)
-    return pts.tolist()
 
 
 def synthetic_run(out: Path, frames: int, grid: int, canvas: int, seed: int = 0) -> Path:
-    """A verify output folder with ``frames`` analysed frames and maps of source/target/det."""
-    import torch
-
-    from fstmatch.models import create_model, save_model
-    from fstmatch.utils.io import atomic_savez, atomic_write_json
+    """A verify output folder with ``frames`` analysed frames and map files (docs/INTERFACES.md, "Map
+    files") of source/target/det at raw/c23/c40: random maps, blurred-noise faces, masks, and
+    per-image numbers, as verify writes them."""
+    from fstmatch.explain.mapfile import MapSet, write_maps
+    from fstmatch.utils.io import atomic_write_json
 
     rng = np.random.default_rng(seed)
-    prep = out / "prep"
-    rows, ids = [], []
+    infos, ids = [], []
     per_video = 10
     videos = -(-frames // per_video)
     for v in range(videos):
         method = METHODS[v % len(METHODS)]
         a, b = (2 * v) % 100, (2 * v + 1) % 100
         video = f"{a:03d}_{b:03d}_{v}"
-        for f in range(per_video):
-            if len(ids) == frames:
-                break
-            base = cv2.GaussianBlur(rng.integers(0, 256, (CROP, CROP, 3), dtype=np.uint8), (0, 0), 2)
-            for comp in ("raw", "c23", "c40"):
-                rid = f"{method}/{comp}/{video}/{f:04d}"
-                path = Path("crops") / method / comp / video / f"{f:04d}.png"
-                mask_path = Path("masks") / method / comp / video / f"{f:04d}.png"
-                (prep / path).parent.mkdir(parents=True, exist_ok=True)
-                (prep / mask_path).parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(prep / path), base)
-                mask = np.zeros((CROP, CROP, 3), np.uint8)
-                mask[18:50, 16:48, 2] = 255
-                mask[18:50, 16, 1] = mask[18:50, 47, 1] = 255
-                cv2.imwrite(str(prep / mask_path), mask)
-                rows.append({"id": rid, "path": str(path), "mask_path": str(mask_path), "method": method,
-                             "compression": comp, "video": video, "frame": f, "split": "train", "label": 1,
-                             "source": a, "target": b, "box": [0, 0, CROP, CROP], "landmarks": _landmarks(),
-                             "score": None})
+        for f in range(min(per_video, frames - len(ids))):
             ids.append(f"{method}/raw/{video}/{f:04d}")
-    rows.sort(key=lambda r: (r["method"], r["compression"], r["video"], r["frame"]))
-    (prep / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            infos.append({"method": method, "video": video, "frame": f, "split": "train", "label": 1,
+                          "source": a, "target": b})
+    n = len(ids)
+    faces = np.stack([cv2.GaussianBlur(rng.integers(0, 256, (canvas, canvas, 3), dtype=np.uint8), (0, 0), 2)
+                      for _ in range(n)])
+    masks = np.zeros((n, 2, canvas, canvas), np.uint8)
+    lo, hi = canvas * 9 // 32, canvas * 25 // 32
+    masks[:, 0, lo:hi, lo:hi] = 255
+    masks[:, 1, lo:hi, lo] = masks[:, 1, lo:hi, hi - 1] = 255
+    thresholds = [round(0.6 + 0.05 * i, 2) for i in range(8)]
     vdir = out / "verify"
-    torch.manual_seed(seed)
-    models = {}
-    for role, name, kw in (("source", "source", {"num_identities": 100}), ("target", "target", {"num_identities": 100}),
-                           ("det", "det", {})):
-        save_model(create_model(name, width=4, **kw), out / "runs" / role / "model.safetensors")
-        models[role] = {"checkpoint": str(out / "runs" / role)}
+    for role in ("source", "target", "det"):
         for comp in ("raw", "c23", "c40"):
             cids = [i.replace("/raw/", f"/{comp}/") for i in ids]
-            atomic_savez(vdir / "maps" / f"{role}__{comp}.npz", ids=np.array(cids), settings=np.array("{}"),
-                         values=rng.standard_normal((len(ids), grid, grid)).astype(np.float32),
-                         stderr=np.abs(rng.standard_normal((len(ids), grid, grid))).astype(np.float32) * 0.1,
-                         n_forward=np.zeros(len(ids), np.int64))
+            metrics = {"logit": rng.standard_normal(n), "score": rng.uniform(size=n), "lift": rng.uniform(0, 3, n)}
+            if role == "det":
+                metrics["qt"] = rng.uniform(-0.1, 0.1, (n, len(thresholds)))
+            if comp == "raw":
+                metrics["delta"] = rng.uniform(0, 1, n)
+            else:
+                metrics["cos"] = rng.uniform(0, 1, n)
+            write_maps(vdir / "maps" / f"{role}__{comp}.npz", MapSet(
+                ids=cids, values=rng.standard_normal((n, grid, grid)).astype(np.float32),
+                stderr=np.abs(rng.standard_normal((n, grid, grid))).astype(np.float32) * 0.1,
+                target=[i["label"] for i in infos], image=faces, masks=masks if comp == "raw" else None,
+                info=[{**i, "id": c, "compression": comp} for i, c in zip(infos, cids)], metrics=metrics,
+                estimator="spline", budget=100, meta={"model": role, "grid": grid},
+                geometry={"convention": "fstmatch", "canvas": canvas, "face_width": None, "scale": 0.9},
+            ))
     atomic_write_json(vdir / "summary.json", {
-        "images": {"manifest": str(prep / "manifest.jsonl"), "ids": ids, "total": len(ids)},
-        "models": models, "shapley": {"grid": grid},
-        "config": {"thresholds": [round(0.6 + 0.05 * i, 2) for i in range(8)], "images": {"canvas": canvas}},
+        "images": {"ids": ids, "total": n}, "shapley": {"grid": grid},
+        "config": {"thresholds": thresholds, "images": {"canvas": canvas}},
     })
     return out
 

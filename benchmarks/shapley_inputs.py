@@ -23,7 +23,7 @@ def load_faces(manifest: Path, n: int, size: int, offset: int = 0, *, split: str
     skipping the first ``offset`` of that sequence: fakes and reals alternating (fake first), or fakes
     only. Returns images (n, 3, size, size) in [0, 1], the rows' ``key`` (the explained class: label,
     source or target) (n,), row ids."""
-    from fstmatch.data import filter_rows, load_face, read_manifest
+    from fstmatch.data import Geometry, filter_rows, load_face, read_manifest
 
     root = manifest.parent if manifest.is_file() else manifest
     rows = filter_rows(read_manifest(manifest), split=split, compressions=compression)
@@ -40,6 +40,6 @@ def load_faces(manifest: Path, n: int, size: int, offset: int = 0, *, split: str
         picked = [pools[1 - i % 2][i // 2] for i in range(offset, offset + n)]
     if len(picked) < n:
         raise SystemExit(f"only {len(picked)} faces of {n} available in {manifest} ({split})")
-    faces = [torch.from_numpy(load_face(r, root, canvas=size)[0]).permute(2, 0, 1) for r in picked]
+    faces = [torch.from_numpy(load_face(r, root, geometry=Geometry(canvas=size))[0]).permute(2, 0, 1) for r in picked]
     images = torch.stack(faces).float() / 255
     return images, torch.tensor([int(r[key]) for r in picked]), [r["id"] for r in picked]

@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--channels-last", action="store_true")
     args = p.parse_args()
 
-    from fstmatch.data import AugmentConfig, FaceDataset, build_augment, read_manifest
+    from fstmatch.data import AugmentConfig, FaceDataset, Geometry, build_augment, read_manifest
     from fstmatch.models import create_model
 
     manifest = args.data
@@ -65,7 +65,7 @@ def main() -> int:
     rows = [r for r in read_manifest(manifest) if r["split"] == "train"]
     total = (args.steps + 2) * args.batch_size
     rows = (rows * (total // len(rows) + 1))[:total]
-    ds = FaceDataset(rows, Path(manifest).parent, canvas=args.canvas,
+    ds = FaceDataset(rows, Path(manifest).parent, geometry=Geometry(canvas=args.canvas),
                      augment=build_augment(AugmentConfig(enabled=args.augment), seed=0))
 
     def loader():

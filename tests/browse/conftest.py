@@ -34,4 +34,4 @@ def explorer(verify_out: Path) -> Path:
     """``verify_out/explorer/index.html``, written by :func:`fstmatch.browse.write_explorer`."""
     from fstmatch.browse import write_explorer
 
-    return write_explorer(verify_out, device="cpu", progress=False)
+    return write_explorer(verify_out, progress=False)

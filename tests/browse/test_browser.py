@@ -41,7 +41,7 @@ def run_dir(verify_out: Path, explorer: Path, tmp_path_factory) -> Path:
     shutil.copytree(verify_out, run)
     from fstmatch.browse import write_explorer
 
-    write_explorer(run, device="cpu", progress=False)  # the title comes from the folder's name
+    write_explorer(run, progress=False)  # the title comes from the folder's name
     return run
 
 

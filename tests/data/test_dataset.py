@@ -13,6 +13,7 @@ from fstmatch import ffpp
 from fstmatch.data import (
     AugmentConfig,
     FaceDataset,
+    Geometry,
     align_face,
     alignment_matrix,
     build_augment,
@@ -50,13 +51,13 @@ def test_items_have_the_contracted_types(rows, micro_prepared):
         assert item[key].dtype == torch.int64 and int(item[key]) == rows[7][key]
     assert item["id"] == rows[7]["id"] and item["index"] == 7
     assert item["masks"].shape == (2, 224, 224) and item["masks"].dtype == torch.float32
-    batch = next(iter(torch.utils.data.DataLoader(FaceDataset(rows[:6], micro_prepared, canvas=96), batch_size=3)))
+    batch = next(iter(torch.utils.data.DataLoader(FaceDataset(rows[:6], micro_prepared, geometry=Geometry(canvas=96)), batch_size=3)))
     assert batch["image"].shape == (3, 3, 96, 96) and batch["label"].shape == (3,) and len(batch["id"]) == 3
 
 
 def test_load_face_is_align_face_on_the_crop(rows, micro_prepared):
     row = rows[40]
-    image, masks = load_face(row, micro_prepared, canvas=160, scale=1.0)
+    image, masks = load_face(row, micro_prepared, geometry=Geometry(canvas=160, scale=1.0))
     crop = read_rgb(micro_prepared / row["path"])
     np.testing.assert_array_equal(image, align_face(crop, np.array(row["landmarks"]), 160, round(160 * 80 / 224), 1.0))
     assert masks is None
@@ -157,7 +158,7 @@ def test_augmentation_is_seeded_and_moves_masks_with_the_image(rows, micro_prepa
 
 def test_every_augmentation_at_once_gives_valid_images(rows, micro_prepared):
     always = AugmentConfig(enabled=True, perspective=1.0, flip=1.0, **{k: 1.0 for k in NO_PHOTOMETRIC})
-    ds = FaceDataset(rows[:4], micro_prepared, augment=build_augment(always, seed=0), canvas=128)
+    ds = FaceDataset(rows[:4], micro_prepared, augment=build_augment(always, seed=0), geometry=Geometry(canvas=128))
     for i in range(len(ds)):
         image = ds[i]["image"]
         assert image.shape == (3, 128, 128) and torch.isfinite(image).all() and image.std() > 0.01

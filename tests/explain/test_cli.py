@@ -12,6 +12,7 @@ import torch
 from fstmatch.cli import main
 from fstmatch.cli.explain import resolve_target_kind
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import read_maps
 
 
 @pytest.fixture
@@ -39,13 +40,30 @@ def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest:
     assert files == ["Deepfakes__c23__003_017__0000.npz", "Deepfakes__c23__005_009__0000.npz",
                      "real__c23__003__0000.npz"]
     assert len(list(out.glob("*.png"))) == 3
-    with np.load(out / files[0]) as z:
-        assert z["values"].shape == (4, 4) and z["stderr"].shape == (4, 4)
-        assert int(z["n_forward"]) == 2 + 2 * 15
-        assert (int(z["label"]), int(z["source"]), int(z["target"])) == (1, 3, 17)
-        assert str(z["id"]) == "Deepfakes/c23/003_017/0000" and str(z["target_kind"]) == "det"
-        assert int(z["explained_class"]) == 1
-        assert np.isfinite(z["values"]).all() and np.abs(z["values"]).sum() > 0
+    m = read_maps(out / files[0])
+    assert m.values.shape == (1, 4, 4) and m.stderr is not None and m.stderr.shape == (1, 4, 4)
+    assert m.n_forward.tolist() == [2 + 2 * 15]
+    assert m.ids == ["Deepfakes/c23/003_017/0000"] and m.meta["target_kind"] == "det" and m.target.tolist() == [1]
+    assert {k: m.info[0][k] for k in ("label", "source", "target", "method", "compression")} == \
+        {"label": 1, "source": 3, "target": 17, "method": "Deepfakes", "compression": "c23"}
+    assert np.isfinite(m.values).all() and np.abs(m.values).sum() > 0
+    assert (m.explainer, m.estimator, m.budget, m.meta["model"]) == ("shapley", "spline", 2, "det")
+    assert m.geometry == {"convention": "fstmatch", "canvas": 32, "face_width": None, "scale": 0.9}
+    # the explained face itself, as the model saw it, and the model's numbers on it
+    from fstmatch.data import Geometry, load_face, read_manifest
+    from fstmatch.explain.mapfile import image_digest
+    from fstmatch.models import load_model
+
+    row = next(r for r in read_manifest(manifest) if r["id"] == m.ids[0])
+    face, _ = load_face(row, manifest.parent, geometry=Geometry(canvas=32))
+    assert m.image is not None and np.array_equal(m.image[0], face)
+    x = torch.from_numpy(face).permute(2, 0, 1).float()[None] / 255
+    assert m.digest == [image_digest(x[0])]
+    with torch.no_grad():
+        logits = load_model(ckpt).eval()(x)[0]
+    assert m.metrics["logit"][0] == pytest.approx(float(logits[1]), abs=1e-5)
+    assert m.metrics["score"][0] == pytest.approx(float(logits.softmax(0)[1]), abs=1e-6)
+    assert m.v_full[0] == pytest.approx(float(logits[1]), abs=1e-4)  # v(full): the explained logit
     assert json.loads((out / "explain.json").read_text())["grid"] == 4
     # resume: one map removed -> only that one is redone
     stamp = (out / files[1]).stat().st_mtime_ns
@@ -54,6 +72,11 @@ def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest:
     assert main(_args(ckpt, manifest, out)) == 0
     assert "2 already done, 1 to explain" in capsys.readouterr().out
     assert (out / files[0]).exists() and (out / files[1]).stat().st_mtime_ns == stamp
+    # a map file of the older format (format 1) is redone
+    np.savez(out / files[2], values=np.zeros((4, 4)), id=np.str_("real/c23/003/0000"))
+    capsys.readouterr()
+    assert main(_args(ckpt, manifest, out)) == 0
+    assert "2 already done, 1 to explain" in capsys.readouterr().out and read_maps(out / files[2]).ids == ["real/c23/003/0000"]
     # other settings into the same folder are refused
     assert main(_args(ckpt, manifest, out, "--baseline", "mean")) == 2
     assert "baseline differ" in capsys.readouterr().err
@@ -64,8 +87,8 @@ def test_explain_follows_the_model_role(tmp_path: Path, manifest: Path) -> None:
     out = tmp_path / "maps"
     assert main(_args(ckpt, manifest, out, "--methods", "Deepfakes", "--limit", "1", "--no-overlay")) == 0
     (npz,) = out.glob("*.npz")
-    with np.load(npz) as z:
-        assert str(z["target_kind"]) == "target" and int(z["explained_class"]) == 17
+    m = read_maps(npz)
+    assert m.meta["target_kind"] == "target" and m.target.tolist() == [17]
     assert not list(out.glob("*.png"))
 
 
@@ -101,8 +124,8 @@ def test_explain_methods_and_no_antithetic(tmp_path: Path, manifest: Path, capsy
     assert main(_args(ckpt, manifest, out, "--method", "leverage", "--limit", "1", "--no-overlay",
                       "--permutations", "8")) == 0
     (npz,) = out.glob("*.npz")
-    with np.load(npz) as z:
-        assert int(z["n_forward"]) == 2 + 8 * 15 and np.isfinite(z["values"]).all()
+    m = read_maps(npz)
+    assert m.n_forward.tolist() == [2 + 8 * 15] and np.isfinite(m.values).all() and m.budget == 8
     # auto cannot run a plain walk: a clear error, exit 2
     assert main(_args(ckpt, manifest, tmp_path / "x", "--method", "auto", "--no-antithetic")) == 2
     assert "antithetic=False" in capsys.readouterr().err

@@ -188,13 +188,14 @@ def test_map_cache_recomputes_a_map_whose_input_image_changed(tmp_path, monkeypa
     import torch
 
     import fstmatch.explain
-    from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
+    from fstmatch.data import Geometry
+    from fstmatch.hypotheses.config import ShapleyConfig
     from fstmatch.hypotheses.maps import MapStore
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"stand-in weights")  # only its size and mtime enter the settings
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
-    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), ImagesConfig(canvas=16), torch.device("cpu"),
+    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), Geometry(canvas=16), torch.device("cpu"),
                      progress=False)
     rows = [{"id": "a"}, {"id": "b"}]
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -215,3 +216,41 @@ def test_map_cache_recomputes_a_map_whose_input_image_changed(tmp_path, monkeypa
     third = store.get("det__raw", model, str(weights), rows, changed, [0, 1])
     assert calls == [2, 1]
     assert (third.values[0] == first.values[0]).all() and not (third.values[1] == first.values[1]).all()
+
+
+def test_map_files_keep_the_per_image_numbers_of_the_summary(verified, toy_manifest, toy_checkpoints) -> None:
+    """verify's map files hold per image what its summary averages: Q_t (H1, H2), δ (H3), lift, and
+    the logit, score, v(full) and face of every map."""
+    import numpy as np
+    import torch
+
+    from fstmatch.data import Geometry, read_manifest
+    from fstmatch.explain.mapfile import read_maps
+    from fstmatch.hypotheses.maps import load_images
+    from fstmatch.models import load_model
+
+    out, s = verified
+    det, paired, unpaired = (read_maps(out / "maps" / f"{m}__raw.npz") for m in ("det", "det_paired", "det_unpaired"))
+    for method in ("Deepfakes", "FaceSwap"):
+        idx = [k for k, i in enumerate(det.ids) if i.startswith(method + "/")]
+        assert det.metrics["qt"][idx].mean() == pytest.approx(s["h1"]["Q"][method], rel=1e-9)
+        diff = paired.metrics["qt"][idx].mean(axis=1) - unpaired.metrics["qt"][idx].mean(axis=1)
+        assert diff.mean() == pytest.approx(s["h2"]["diff"][method], rel=1e-9)
+    delta = det.metrics["delta"]
+    assert np.isnan(delta).sum() == 1  # the frame without c40
+    assert np.nanmean(delta) == pytest.approx(s["h3"]["delta"]["det"], rel=1e-9)
+    lift = det.metrics["lift"]
+    assert np.isfinite(lift).all() and lift.mean() > 0
+    c40 = read_maps(out / "maps" / "det__c40.npz")
+    assert len(c40) == 7 and np.isfinite(c40.metrics["cos"]).all() and np.isfinite(c40.metrics["qt"]).all()
+    assert read_maps(out / "maps" / "det__raw_repeat.npz").meta["variant"] == "raw_repeat"
+    # the face each map explains, and the model's logit on it (= v(full), the explained logit)
+    rows = {r["id"]: r for r in read_manifest(toy_manifest)}
+    faces, _ = load_images([rows[i] for i in det.ids], toy_manifest.parent, Geometry(canvas=32))
+    assert np.array_equal(det.image, (faces.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+    with torch.no_grad():
+        logits = load_model(toy_checkpoints["det"]).eval()(faces).double()
+    want = logits[torch.arange(len(det)), torch.as_tensor(det.target)].numpy()
+    assert det.metrics["logit"] == pytest.approx(want, abs=1e-6)
+    assert det.v_full == pytest.approx(want, abs=1e-4)
+    assert det.metrics["score"] == pytest.approx(logits.softmax(1)[:, 1].numpy(), abs=1e-6)

@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from fstmatch.cli import main
-from fstmatch.data import load_face, read_manifest
+from fstmatch.data import Geometry, load_face, read_manifest
+from fstmatch.explain.mapfile import read_maps
 from fstmatch.models import create_model
 
 ARCH = "deepfakebench:xception"
@@ -44,7 +45,7 @@ def checkpoint(tmp_path_factory) -> tuple[Path, nn.Module]:
 
 def _faces(manifest: Path, canvas: int) -> torch.Tensor:
     rows = read_manifest(manifest)
-    images = [load_face(r, manifest.parent, canvas=canvas, convention="deepfakebench")[0] for r in rows]
+    images = [load_face(r, manifest.parent, geometry=Geometry("deepfakebench", canvas))[0] for r in rows]
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
 
 
@@ -83,11 +84,14 @@ def test_fstmatch_explain_on_a_deepfakebench_checkpoint(checkpoint, manifest: Pa
     with torch.no_grad():
         full, black = model(faces), model(torch.zeros_like(faces))
     for i, row in enumerate(rows):
-        z = np.load(out / f"{row['id'].replace('/', '__')}.npz")
-        assert z["values"].shape == (4, 4) and int(z["explained_class"]) == row["label"]
+        m = read_maps(out / f"{row['id'].replace('/', '__')}.npz")
+        assert m.values.shape == (1, 4, 4) and m.target.tolist() == [row["label"]]
+        assert m.geometry == {"convention": "deepfakebench", "canvas": 32, "face_width": None, "scale": 1.3}
+        assert np.array_equal(m.image[0], (faces[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         # efficiency: the cells' values add up to v(face) - v(black) of the explained logit
         gap = float(full[i, row["label"]] - black[i, row["label"]])
-        assert float(z["values"].sum()) == pytest.approx(gap, rel=1e-3, abs=1e-4)
+        assert float(m.values.sum()) == pytest.approx(gap, rel=1e-3, abs=1e-4)
+        assert float(m.v_full[0] - m.v_empty[0]) == pytest.approx(gap, rel=1e-3, abs=1e-4)
     # resuming with another convention is refused: the maps would mix two alignments
     assert main([*args[:6], "fstmatch", *args[7:]]) == 2
     assert "convention" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``write_explorer(out_dir)``: the static map explorer of a verify or demo output, ``DIR/explorer/``.
+"""``write_explorer(out_dir)``: the static map explorer of a verify, demo or explain output, ``DIR/explorer/``.
 
 The page works from ``file://`` with no server, so nothing is fetched: data are JavaScript files
 loaded by ``<script>`` tags and images are relative paths::
@@ -7,14 +7,15 @@ loaded by ``<script>`` tags and images are relative paths::
     explorer/data/index.js      every frame's metadata and numbers (gallery, filters, sorting)
     explorer/data/f/<k>.js      frame k's maps (values, stderr per model and compression, float32
                                 base64) and ground-truth cell fractions, loaded when the frame opens
-    explorer/img/<k>_<comp>.jpg aligned face (the geometry the maps were computed on), and _t.jpg
-                                thumbnails; <k>_donor.png / <k>_trace.png ground-truth overlays
+    explorer/img/<k>_<comp>.jpg the explained face (the image the map was computed on, from the map
+                                file), and _t.jpg thumbnails; <k>_donor.png / <k>_trace.png overlays
 
-Per-frame numbers are recomputed from what the run wrote (``maps/*.npz``, the manifest, the
-checkpoints) with :mod:`fstmatch.hypotheses`: Q per image (H1, at every threshold), paired −
-unpaired Q (H2), δ and the raw·c23 / raw·c40 cosines (H3), the ground-truth lift of each map, and
-each model's score (softmax probability of the class its map explains) and logit. File names are
-frame numbers; names from the manifest only reach the page as data (set with ``textContent``).
+Everything comes from the map files (:mod:`fstmatch.explain.mapfile`) and the run's
+``summary.json``: the explained images, the maps, and the per-image numbers the run computed (Q
+per threshold, paired − unpaired Q from the detectors' Q, δ, cosines to raw, ground-truth lift, each
+model's score and logit). No model is loaded and no face is aligned. Frames are matched across
+compressions by (method, video, frame) of each image's manifest keys. File names are frame
+numbers; names from the maps only reach the page as data (set with ``textContent``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import json
 import math
 import os
 import shutil
-import sys
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fstmatch.browse.source import COMPRESSIONS, RunFiles
-from fstmatch.errors import UserError
-from fstmatch.hypotheses.maps import counterparts, target_key
-from fstmatch.hypotheses.metrics import THRESHOLDS, q_per_image, stability_per_image, unit_normalise
-from fstmatch.hypotheses.truth import REGIONS, ROLE_REGION, region_fractions, truth_shares
+from fstmatch.browse.source import COMPRESSIONS, RunFiles, find_map_dir, map_files, summary_path
+from fstmatch.explain.mapfile import MapSet
+from fstmatch.hypotheses.truth import REGIONS, ROLE_REGION, region_fractions
 
 ASSETS: tuple[str, ...] = ("index.html", "explorer.js", "explorer.css")
-#: Frames loaded, aligned and written per step (bounds memory on large runs).
-CHUNK = 32
 #: Colours (RGB) and peak opacity of the ground-truth overlays.
 MASK_STYLE: dict[str, tuple[tuple[int, int, int], int]] = {"donor": ((255, 255, 255), 90), "trace": ((255, 215, 0), 90)}
+#: Manifest keys of a frame shown in the page.
+FRAME_KEYS: tuple[str, ...] = ("method", "video", "frame", "split", "label", "source", "target")
+
+Key = tuple[str, str, str]
 
 
 def _num(x: Any, digits: int = 6) -> float | None:
@@ -65,112 +64,63 @@ def _js(name: str, obj: Any) -> str:
     return f"{name}({json.dumps(obj, ensure_ascii=True, separators=(',', ':'), allow_nan=False)});\n"
 
 
-def _stack(maps: dict[str, np.ndarray], ids: Sequence[str | None], grid: int) -> np.ndarray:
-    """``(N, G, G)`` float64 of the maps of ``ids``; NaN rows where an id has no map."""
-    out = np.full((len(ids), grid, grid), np.nan)
-    for k, i in enumerate(ids):
-        if i is not None and i in maps:
-            out[k] = maps[i]
-    return out
-
-
-def _rows_valid(*arrays: np.ndarray) -> np.ndarray:
-    return np.all([np.isfinite(a).all(axis=(1, 2)) for a in arrays], axis=0)
+def _frame_key(info: dict[str, Any], image_id: str) -> Key:
+    """(method, video, frame) of an image, the same for its raw/c23/c40 versions; its id when unknown."""
+    if all(k in info for k in ("method", "video", "frame")):
+        return (str(info["method"]), str(info["video"]), str(info["frame"]))
+    return ("", image_id, "")
 
 
 class _Frames:
-    """The analysed frames with their c23/c40 rows and every map as ``(N, G, G)`` stacks."""
+    """The frames of a map folder: per frame its versions (compression -> (model -> position in
+    that model's MapSet)), in the run's order."""
 
     def __init__(self, files: RunFiles) -> None:
-        from fstmatch.data import read_manifest
-
         self.files = files
-        rows = read_manifest(files.manifest)
-        by_id = {r["id"]: r for r in rows}
-        raw_ids = set().union(*(files.maps[m]["raw"].values for m in files.models))
-        self.rows = [by_id[i] for i in files.ids if i in by_id and i in raw_ids]
-        self.missing = [i for i in files.ids if i not in by_id or i not in raw_ids]
-        triples, _ = counterparts(rows, self.rows)
-        other = {a["id"]: (b, c) for a, b, c in triples}
-        self.version_rows: dict[str, list[dict | None]] = {"raw": list(self.rows)}
-        for col, comp in enumerate(("c23", "c40")):
-            self.version_rows[comp] = [other[r["id"]][col] if r["id"] in other else None for r in self.rows]
-        g = files.grid
-        self.values: dict[str, dict[str, np.ndarray]] = {}
-        self.stderr: dict[str, dict[str, np.ndarray]] = {}
+        where: dict[Key, dict[str, dict[str, int]]] = {}
         for m in files.models:
-            self.values[m], self.stderr[m] = {}, {}
-            for c in files.comps(m):
-                ids = [None if r is None else r["id"] for r in self.version_rows[c]]
-                self.values[m][c] = _stack(files.maps[m][c].values, ids, g)
-                self.stderr[m][c] = _stack(files.maps[m][c].stderr, ids, g)
+            for c, maps in files.maps[m].items():
+                assert maps.info is not None
+                for k, (i, info) in enumerate(zip(maps.ids, maps.info)):
+                    where.setdefault(_frame_key(info, i), {}).setdefault(c, {})[m] = k
+        base_id = {}
+        for key, versions in where.items():
+            comp = self.base(versions)
+            model, pos = next(iter(versions[comp].items()))
+            base_id[key] = files.maps[model][comp].ids[pos]
+        order = {i: n for n, i in enumerate(files.ids or [])}
+        self.keys = sorted(where, key=lambda key: (order.get(base_id[key], len(order)), key))
+        self.where = [where[key] for key in self.keys]
+        self.missing = [i for i in (files.ids or []) if i not in set(base_id.values())]
 
-    def has(self, model: str, comp: str = "raw") -> bool:
-        return comp in self.values.get(model, {})
+    @staticmethod
+    def base(versions: dict[str, dict[str, int]]) -> str:
+        """The frame's main version: raw when mapped, else its first compression."""
+        return "raw" if "raw" in versions else next(c for c in COMPRESSIONS if c in versions)
 
+    def __len__(self) -> int:
+        return len(self.keys)
 
-def _per_image_q(fr: _Frames, det: str, comp: str, ts: Sequence[float]) -> np.ndarray:
-    """``(N, T)`` Q_t of ``det`` against the source/target union at ``comp``; NaN where a map is missing."""
-    n = len(fr.rows)
-    out = np.full((n, len(ts)), np.nan)
-    if not all(fr.has(m, comp) for m in ("source", "target", det)):
-        return out
-    s, t, d = fr.values["source"][comp], fr.values["target"][comp], fr.values[det][comp]
-    ok = _rows_valid(s, t, d)
-    if ok.any():
-        out[ok] = q_per_image(s[ok], t[ok], d[ok], ts)
-    return out
+    def get(self, k: int, model: str, comp: str) -> tuple[MapSet, int] | None:
+        """The MapSet of ``model`` at ``comp`` and the position of frame ``k`` in it, if mapped."""
+        pos = self.where[k].get(comp, {}).get(model)
+        return None if pos is None else (self.files.maps[model][comp], pos)
 
-
-def _metrics(fr: _Frames, fractions: dict[str, np.ndarray] | None, ts: Sequence[float]) -> dict[str, Any]:
-    """Per-frame numbers: Q_t and Q per compression, H2 difference, δ and cosines, lift per map."""
-    out: dict[str, Any] = {"qt": {}, "h2": None, "delta": {}, "cos": {}, "lift": {}}
-    for comp in COMPRESSIONS:
-        out["qt"][comp] = _per_image_q(fr, "det", comp, ts)
-    if fr.has("det_paired") and fr.has("det_unpaired"):
-        out["h2"] = (_per_image_q(fr, "det_paired", "raw", ts).mean(axis=1)
-                     - _per_image_q(fr, "det_unpaired", "raw", ts).mean(axis=1))
-    n = len(fr.rows)
-    for m in fr.files.models:
-        raw = fr.values[m]["raw"]
-        out["cos"][m] = {}
-        for comp in ("c23", "c40"):
-            if fr.has(m, comp):
-                other = fr.values[m][comp]
-                cos = np.full(n, np.nan)
-                ok = _rows_valid(raw, other)
-                cos[ok] = (unit_normalise(raw[ok]) * unit_normalise(other[ok])).sum(axis=(1, 2))
-                out["cos"][m][comp] = cos
-        if fr.has(m, "c23") and fr.has(m, "c40"):
-            delta = np.full(n, np.nan)
-            a, b, c = raw, fr.values[m]["c23"], fr.values[m]["c40"]
-            ok = _rows_valid(a, b, c)
-            delta[ok] = stability_per_image(a[ok], b[ok], c[ok])
-            out["delta"][m] = delta
-        region = ROLE_REGION.get(m, "trace" if m.startswith("det") else None)
-        if fractions is not None and region is not None:
-            out["lift"][m] = {}
-            for comp, maps in fr.values[m].items():
-                lift = np.full(n, np.nan)
-                ok = _rows_valid(maps)
-                share, expected, _ = truth_shares(np.nan_to_num(maps), fractions[region])
-                lift[ok] = (share / expected)[ok]
-                out["lift"][m][comp] = lift
-    return out
+    def first(self, k: int, comp: str) -> tuple[MapSet, int]:
+        """Any model's MapSet holding frame ``k`` at ``comp`` (the image is the same for every model)."""
+        model, pos = next(iter(self.where[k][comp].items()))
+        return self.files.maps[model][comp], pos
 
 
-def _forward(model: Any, images: Any, classes: Sequence[int], device: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probability and logit of ``classes[i]`` for every image (batches of 64)."""
-    import torch
+def _metric(fr: _Frames, k: int, model: str, comp: str, name: str) -> np.ndarray | None:
+    got = fr.get(k, model, comp)
+    if got is None or name not in got[0].metrics:
+        return None
+    return got[0].metrics[name][got[1]]
 
-    scores, logits = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), 64):
-            out = model(images[start : start + 64].to(device)).float().cpu()
-            idx = torch.tensor(classes[start : start + 64]).view(-1, 1)
-            logits.append(out.gather(1, idx).squeeze(1))
-            scores.append(out.softmax(dim=1).gather(1, idx).squeeze(1))
-    return torch.cat(scores).numpy(), torch.cat(logits).numpy()
+
+def _finite(x: np.ndarray | None) -> bool:
+    return x is not None and bool(np.isfinite(x).all())
 
 
 def _write_image(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
@@ -190,93 +140,63 @@ def _write_overlay(path: Path, mask: np.ndarray, region: str) -> None:
     cv2.imwrite(str(path), bgra)
 
 
-def _faces_and_scores(fr: _Frames, dest: Path, scores: bool, device_name: str, progress: bool
-                      ) -> tuple[dict[str, np.ndarray] | None, dict[str, dict[str, np.ndarray]]]:
-    """Write every version's aligned face, thumbnail and mask overlays; return the ground-truth
-    cell fractions per region ``(N, G, G)`` (``None`` without ground truth) and, per model and
-    compression, ``(N, 2)`` score/logit (NaN where not computed)."""
-    import torch
-    from tqdm import tqdm
-
-    from fstmatch.hypotheses.config import ImagesConfig
-    from fstmatch.hypotheses.maps import load_images
-    from fstmatch.models import load_model
-
-    files, n = fr.files, len(fr.rows)
-    cfg = ImagesConfig(canvas=files.canvas, face_width=files.face_width, scale=files.scale)
-    device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device_name == "auto" else device_name))
-    models: dict[str, Any] = {}
-    for m in files.models if scores else ():
-        try:
-            if m not in files.checkpoints:
-                raise UserError("checkpoint not found")
-            models[m] = load_model(files.checkpoints[m]).to(device).eval()
-        except (UserError, OSError) as e:  # the page still works, without this model's scores
-            print(f"explorer: no scores for {m} ({e})", file=sys.stderr, flush=True)
-    out = {m: {c: np.full((n, 2), np.nan) for c in files.comps(m)} for m in models}
-    with_masks = all(r.get("mask_path") for r in fr.rows)
-    fractions = {r: np.zeros((n, files.grid, files.grid)) for r in REGIONS} if with_masks else None
+def _write_faces(fr: _Frames, dest: Path) -> dict[int, dict[str, np.ndarray]]:
+    """Write every version's face, the thumbnails and the mask overlays; return the ground-truth cell
+    fractions of the frames with masks (``k -> region -> (G, G)``)."""
     img = dest / "img"
     img.mkdir(parents=True, exist_ok=True)
-    chunks = range(0, n, CHUNK)
-    for start in tqdm(chunks, desc="explorer faces", unit="chunk", disable=not progress):
-        part = list(range(start, min(start + CHUNK, n)))
-        raw_rows = [fr.rows[k] for k in part]
-        for comp in COMPRESSIONS:
-            keep = [j for j, k in enumerate(part) if fr.version_rows[comp][k] is not None]
-            if not keep:
-                continue
-            rows = [fr.version_rows[comp][part[j]] for j in keep]
-            ref = None if comp == "raw" else [raw_rows[j] for j in keep]
-            x, mk = load_images(rows, files.manifest.parent, cfg, landmarks_from=ref,
-                                with_masks=with_masks and comp == "raw")
-            pixels = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-            for j, face in zip(keep, pixels):
-                k = part[j]
-                _write_image(img / f"{k}_{comp}.jpg", face)
-                if comp == "raw":
-                    _write_image(img / f"{k}_t.jpg", cv2.resize(face, (72, 72), interpolation=cv2.INTER_AREA), 85)
-            if mk is not None and fractions is not None:
-                m_np = mk.numpy()
-                for region, f in region_fractions(m_np, files.grid).items():
-                    fractions[region][part] = f
-                for j, k in enumerate(part):
-                    for c, region in enumerate(("donor", "trace")):
-                        _write_overlay(img / f"{k}_{region}.png", m_np[j, c], region)
-            for m, model in models.items():
-                if comp in out[m]:
-                    classes = [int(raw_rows[j][target_key(m)]) for j in keep]
-                    s, lg = _forward(model, x, classes, device)
-                    out[m][comp][[part[j] for j in keep]] = np.stack([s, lg], axis=1)
-    return fractions, out
+    fractions: dict[int, dict[str, np.ndarray]] = {}
+    for k in range(len(fr)):
+        versions = fr.where[k]
+        for comp in versions:
+            maps, pos = fr.first(k, comp)
+            assert maps.image is not None
+            _write_image(img / f"{k}_{comp}.jpg", maps.image[pos])
+        thumb, pos = fr.first(k, fr.base(versions))
+        assert thumb.image is not None
+        _write_image(img / f"{k}_t.jpg", cv2.resize(thumb.image[pos], (72, 72), interpolation=cv2.INTER_AREA), 85)
+        with_masks = [(m, p) for m, p in ((fr.files.maps[m][c], p) for c in versions for m, p in versions[c].items())
+                      if m.masks is not None]
+        if with_masks:
+            maps, pos = with_masks[0]
+            assert maps.masks is not None
+            masks = maps.masks[pos].astype(np.float64) / 255.0
+            pooled = region_fractions(masks[None], fr.files.grid)
+            fractions[k] = {r: f[0] for r, f in pooled.items()}
+            for c, region in enumerate(("donor", "trace")):
+                _write_overlay(img / f"{k}_{region}.png", masks[c], region)
+    return fractions
 
 
-def _frame_record(fr: _Frames, k: int, metrics: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
-                  truth: bool) -> dict[str, Any]:
-    row = fr.rows[k]
-    rec: dict[str, Any] = {
-        "id": row["id"], "method": row["method"], "video": row["video"], "frame": int(row["frame"]),
-        "split": row.get("split"), "label": row.get("label"), "source": row.get("source"),
-        "target": row.get("target"), "truth": truth,
-        "h2": None if metrics["h2"] is None else _num(metrics["h2"][k]),
-        "delta": {m: _num(v[k]) for m, v in metrics["delta"].items()},
-        "v": {},
-    }
+def _frame_record(fr: _Frames, k: int, truth: bool) -> dict[str, Any]:
+    versions = fr.where[k]
+    base, pos = fr.first(k, fr.base(versions))
+    assert base.info is not None
+    info = base.info[pos]
+    rec: dict[str, Any] = {"id": base.ids[pos], **{key: info.get(key) for key in FRAME_KEYS}, "truth": truth}
+    rec["frame"] = None if rec["frame"] is None else int(rec["frame"])
+    paired, unpaired = (_metric(fr, k, m, "raw", "qt") for m in ("det_paired", "det_unpaired"))
+    rec["h2"] = _num(paired.mean() - unpaired.mean()) if _finite(paired) and _finite(unpaired) else None
+    rec["delta"] = {m: _num(d) for m in fr.files.models if (d := _metric(fr, k, m, "raw", "delta")) is not None}
+    rec["v"] = {}
     for comp in COMPRESSIONS:
-        vrow = fr.version_rows[comp][k]
-        models = [m for m in fr.files.models if fr.has(m, comp) and np.isfinite(fr.values[m][comp][k]).all()]
-        if vrow is None or not models:
+        models = [m for m in fr.files.models if (got := fr.get(k, m, comp)) and np.isfinite(got[0].values[got[1]]).all()]
+        if not models:
             continue
-        qt = metrics["qt"][comp][k]
+        maps, pos = fr.first(k, comp)
+        qt = _metric(fr, k, "det", comp, "qt")
+        score = {}
+        for m in models:
+            s, lg = _metric(fr, k, m, comp, "score"), _metric(fr, k, m, comp, "logit")
+            if _finite(s) and _finite(lg):
+                score[m] = [_num(s), _num(lg)]
         rec["v"][comp] = {
-            "id": vrow["id"], "models": models,
-            "q": _num(qt.mean()) if np.isfinite(qt).all() else None,
-            "qt": [_num(v) for v in qt] if np.isfinite(qt).all() else None,
-            "cos": {m: _num(metrics["cos"][m][comp][k]) for m in models if comp in metrics["cos"].get(m, {})},
-            "lift": {m: _num(metrics["lift"][m][comp][k]) for m in models if comp in metrics["lift"].get(m, {})},
-            "score": {m: [_num(v) for v in scores[m][comp][k]] for m in models
-                      if m in scores and comp in scores[m] and np.isfinite(scores[m][comp][k]).all()},
+            "id": maps.ids[pos], "models": models,
+            "q": _num(qt.mean()) if _finite(qt) else None,
+            "qt": [_num(v) for v in qt] if _finite(qt) else None,
+            "cos": {m: _num(c) for m in models if (c := _metric(fr, k, m, comp, "cos")) is not None},
+            "lift": {m: _num(x) for m in models if (x := _metric(fr, k, m, comp, "lift")) is not None},
+            "score": score,
         }
     return rec
 
@@ -284,12 +204,16 @@ def _frame_record(fr: _Frames, k: int, metrics: dict[str, Any], scores: dict[str
 def _frame_data(fr: _Frames, k: int, fractions: dict[str, np.ndarray] | None) -> dict[str, Any]:
     maps: dict[str, dict[str, list[str]]] = {}
     for m in fr.files.models:
-        for comp, vals in fr.values[m].items():
-            if np.isfinite(vals[k]).all():
-                maps.setdefault(m, {})[comp] = [_b64(vals[k]), _b64(fr.stderr[m][comp][k])]
+        for comp in fr.files.comps(m):
+            got = fr.get(k, m, comp)
+            if got is None or not np.isfinite(got[0].values[got[1]]).all():
+                continue
+            s, pos = got
+            stderr = s.stderr[pos] if s.stderr is not None else np.full(s.values.shape[1:], np.nan)
+            maps.setdefault(m, {})[comp] = [_b64(s.values[pos]), _b64(stderr)]
     data: dict[str, Any] = {"maps": maps, "fractions": None}
     if fractions is not None:
-        data["fractions"] = {r: _b64(fractions[r][k]) for r in REGIONS}
+        data["fractions"] = {r: _b64(fractions[r]) for r in REGIONS}
     return data
 
 
@@ -304,44 +228,40 @@ def _swap_in(tmp: Path, final: Path) -> None:
 
 def explorer_is_current(out_dir: str | Path) -> bool:
     """Whether ``out_dir/explorer/index.html`` exists and is newer than the run's maps and summary."""
-    from fstmatch.browse.source import find_verify_dir
-
     page = Path(out_dir) / "explorer" / "index.html"
     if not page.is_file():
         return False
-    vdir = find_verify_dir(out_dir)
-    inputs = [*vdir.glob("maps/*.npz"), vdir / "summary.json"]
+    folder = find_map_dir(out_dir)
+    inputs = [*map_files(folder), summary_path(folder)]
     newest = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     return page.stat().st_mtime >= newest
 
 
-def write_explorer(out_dir: str | Path, *, manifest: str | Path | None = None, scores: bool = True,
-                   device: str = "auto", progress: bool = True) -> Path:
-    """Write ``out_dir/explorer/`` for a verify output (or a demo output, whose maps are in
-    ``out_dir/verify``) and return the path of its ``index.html``.
+def write_explorer(out_dir: str | Path, *, progress: bool = True) -> Path:
+    """Write ``out_dir/explorer/`` for a verify output (maps in ``out_dir/maps``), a demo output (in
+    ``out_dir/verify/maps``) or an explain output (map files in ``out_dir``) and return the path of
+    its ``index.html``. Reads the map files and ``summary.json`` only: no model, no manifest.
 
-    ``manifest`` overrides the manifest path recorded in the run; ``scores=False`` skips loading
-    the checkpoints (no score/logit in the page). The folder is built beside the old one and
-    swapped in when complete, so an interrupted build leaves the previous copy intact.
+    The folder is built beside the old one and swapped in when complete, so an interrupted build
+    leaves the previous copy intact. A folder without maps raises :class:`UserError`.
     """
-    files = RunFiles(out_dir, manifest)
+    files = RunFiles(out_dir)
     fr = _Frames(files)
-    ts = files.thresholds or THRESHOLDS
     final = Path(out_dir) / "explorer"
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data" / "f").mkdir(parents=True)
     try:
-        fractions, frame_scores = _faces_and_scores(fr, tmp, scores, device, progress)
-        metrics = _metrics(fr, fractions, ts)
-        records = [_frame_record(fr, k, metrics, frame_scores, fractions is not None) for k in range(len(fr.rows))]
-        for k in range(len(fr.rows)):
-            (tmp / "data" / "f" / f"{k}.js").write_text(_js("FSTX.frame", [k, _frame_data(fr, k, fractions)]))
+        fractions = _write_faces(fr, tmp)
+        records = [_frame_record(fr, k, k in fractions) for k in range(len(fr))]
+        for k in range(len(fr)):
+            (tmp / "data" / "f" / f"{k}.js").write_text(_js("FSTX.frame", [k, _frame_data(fr, k, fractions.get(k))]))
+        scores = sorted({m for r in records for v in r["v"].values() for m in v["score"]})
         index = {
             "title": str(Path(out_dir).resolve().name), "grid": files.grid, "canvas": files.canvas,
-            "thresholds": list(ts), "models": files.models, "compressions": list(COMPRESSIONS),
+            "thresholds": list(files.thresholds), "models": files.models, "compressions": list(COMPRESSIONS),
             "regions": {m: ROLE_REGION.get(m) for m in files.models}, "missing": fr.missing,
-            "scores": sorted(frame_scores), "frames": records,
+            "scores": scores, "frames": records,
         }
         (tmp / "data" / "index.js").write_text(_js("FSTX.index", index))
         assets = resources.files("fstmatch.browse") / "assets"
@@ -351,5 +271,5 @@ def write_explorer(out_dir: str | Path, *, manifest: str | Path | None = None, s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
-        print(f"explorer: {len(fr.rows)} frames, {len(files.models)} models -> {final / 'index.html'}", flush=True)
+        print(f"explorer: {len(fr)} frames, {len(files.models)} models -> {final / 'index.html'}", flush=True)
     return final / "index.html"

@@ -1,115 +1,110 @@
-"""Where a ``verify`` or ``demo`` output keeps what the explorer shows, read without changing it.
+"""What the explorer shows, read from a folder of map files (:mod:`fstmatch.explain.mapfile`)
+without changing it, and without a model, a manifest or an aligned face recomputed.
 
-- :func:`find_verify_dir`: ``DIR`` itself (a ``fstmatch verify`` output) or ``DIR/verify`` (a demo).
-- :class:`RunFiles`: the run's summary, its maps per (model, compression) from ``maps/*.npz``, the
-  manifest rows of the analysed frames and the checkpoint of every model, with paths recorded
-  relative to the working directory of the run found again from ``DIR``.
+- :func:`find_map_dir`: the folder holding the map files of ``DIR``: ``DIR/maps`` (a ``fstmatch
+  verify`` output), ``DIR/verify/maps`` (a demo) or ``DIR`` itself (a ``fstmatch explain`` output).
+- :class:`RunFiles`: every map of that folder grouped by model and compression (one
+  :class:`~fstmatch.explain.mapfile.MapSet` each), and the run's ``summary.json`` when there is one.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import MapSet, concat, read_maps
 from fstmatch.hypotheses.config import ROLES
+from fstmatch.hypotheses.metrics import THRESHOLDS
 
-#: Compressions whose maps the explorer shows (``raw_repeat`` is verify's second raw estimate).
+#: Compressions whose maps the explorer shows, in this order.
 COMPRESSIONS: tuple[str, ...] = ("raw", "c23", "c40")
 
 
-def find_verify_dir(out_dir: str | Path) -> Path:
-    """The folder holding ``maps/`` of a verify run: ``out_dir`` or its ``verify/`` (demo output)."""
+def map_files(folder: Path) -> list[Path]:
+    """The map files of ``folder`` (``*.npz``, not the hidden temporaries of an interrupted write)."""
+    return sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
+
+
+def find_map_dir(out_dir: str | Path) -> Path:
+    """The folder of ``out_dir``'s map files: ``out_dir/maps``, ``out_dir/verify/maps`` or ``out_dir``."""
     out = Path(out_dir)
     if not out.is_dir():
-        raise UserError(f"{out} is not a folder (expected the output of `fstmatch verify` or `fstmatch demo`)")
-    for cand in (out, out / "verify"):
-        if (cand / "maps").is_dir() and any((cand / "maps").glob("*__raw.npz")):
+        raise UserError(f"{out} is not a folder (expected the output of `fstmatch verify`, `fstmatch demo` "
+                        "or `fstmatch explain`)")
+    for cand in (out / "maps", out / "verify" / "maps", out):
+        if cand.is_dir() and map_files(cand):
             return cand
-    raise UserError(f"{out} holds no Shapley maps (no maps/*__raw.npz here or in {out / 'verify'}): "
-                    "point at the --out folder of `fstmatch verify` or `fstmatch demo`")
+    raise UserError(f"{out} holds no maps (no *.npz in {out / 'maps'}, {out / 'verify' / 'maps'} or {out}): "
+                    "point at the --out folder of `fstmatch verify`, `fstmatch demo` or `fstmatch explain`")
 
 
-def locate(recorded: str | Path | None, near: Path) -> Path | None:
-    """``recorded`` (a path written by the run, maybe relative to the run's working directory) as an
-    existing path: as given, else relative to ``near`` or one of its parents; ``None`` if not found."""
-    if not recorded:
-        return None
-    p = Path(recorded)
-    if p.exists():
-        return p
-    if p.is_absolute():
-        return None
-    for base in (near, *near.resolve().parents):
-        if (base / p).exists():
-            return base / p
-    return None
-
-
-@dataclass
-class MapSet:
-    """One model's maps at one compression, by image id: values and stderr ``(G, G)`` float32."""
-
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    stderr: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def read_maps(path: Path) -> MapSet:
-    """A ``MapStore`` cache file (``ids``, ``values``, ``stderr``); never unpickles."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            ids = [str(i) for i in z["ids"]]
-            values, stderr = z["values"].astype(np.float32), z["stderr"].astype(np.float32)
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"cannot read Shapley maps {path}: {e}") from e
-    return MapSet(dict(zip(ids, values)), dict(zip(ids, stderr)))
+def summary_path(map_dir: Path) -> Path:
+    """Where the run of the map folder ``map_dir`` keeps its ``summary.json`` (verify and demo: beside
+    ``maps/``; an explain output has none, and this path does not exist)."""
+    return map_dir.parent / "summary.json" if map_dir.name == "maps" else map_dir / "summary.json"
 
 
 def _model_order(name: str) -> tuple[int, str]:
     return (ROLES.index(name) if name in ROLES else len(ROLES), name)
 
 
-class RunFiles:
-    """Everything a verify output folder says about its analysed frames."""
+def _model_name(path: Path, maps: MapSet) -> str:
+    name = maps.meta.get("model")
+    return str(name) if name else (path.stem.rpartition("__")[0] or path.stem)
 
-    def __init__(self, out_dir: str | Path, manifest: str | Path | None = None) -> None:
-        self.dir = find_verify_dir(out_dir)
-        summary_path = self.dir / "summary.json"
-        self.summary: dict[str, Any] = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
+
+class RunFiles:
+    """Every map of a verify, demo or explain output folder, by model and compression.
+
+    Attributes:
+        dir: the folder of the map files; ``summary``: its run's ``summary.json`` (``{}`` if none).
+        maps: ``model -> compression -> MapSet`` (the images of a set in file order).
+        models: model names with maps, roles in verify's order first.
+        grid: G of every map; ``canvas``: side of every explained image (px).
+        thresholds: Q's thresholds (the run's, else the reference's eight).
+        ids: the order of the analysed frames (the run's, else sorted ids).
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.dir = find_map_dir(out_dir)
+        summary = summary_path(self.dir)
+        self.summary: dict[str, Any] = json.loads(summary.read_text("utf-8")) if summary.is_file() else {}
+        parts: dict[str, dict[str, list[MapSet]]] = {}
+        for path in map_files(self.dir):
+            maps = read_maps(path)  # an older format: a UserError naming its version
+            if maps.meta.get("variant"):
+                continue  # e.g. verify's second raw estimate (raw_repeat)
+            if maps.grid is None:
+                raise UserError(f"{path}: the explorer shows maps over a grid of cells, not {maps.values.shape[1:]} values")
+            if maps.image is None:
+                raise UserError(f"{path} holds no explained images (write it with the image: the explorer aligns nothing)")
+            model = _model_name(path, maps)
+            assert maps.info is not None
+            by_comp: dict[str, list[int]] = {}
+            for k, info in enumerate(maps.info):
+                by_comp.setdefault(str(info.get("compression", "raw")), []).append(k)
+            for comp, idx in by_comp.items():
+                if comp in COMPRESSIONS:
+                    parts.setdefault(model, {}).setdefault(comp, []).append(
+                        maps if len(idx) == len(maps) else maps.subset(idx))
+        self.maps: dict[str, dict[str, MapSet]] = {
+            m: {c: concat(sets) if len(sets) > 1 else sets[0] for c, sets in by.items()} for m, by in parts.items()}
+        if not self.maps:
+            raise UserError(f"{self.dir} holds no maps at {', '.join(COMPRESSIONS)}")
+        self.models = sorted(self.maps, key=_model_order)
+        sets = [s for by in self.maps.values() for s in by.values()]
+        grids = {s.grid for s in sets}
+        sizes = {s.image.shape[1:3] for s in sets if s.image is not None}
+        if len(grids) != 1 or len(sizes) != 1:
+            raise UserError(f"the maps of {self.dir} mix grids {sorted(grids)} or image sizes {sorted(sizes)}: "
+                            "the explorer shows one grid over one image size")
+        self.grid = int(grids.pop() or 0)
+        self.canvas = int(sizes.pop()[0])
         cfg = self.summary.get("config", {})
-        self.maps: dict[str, dict[str, MapSet]] = {}
-        for path in sorted(self.dir.glob("maps/*__*.npz")):
-            if path.name.startswith("."):
-                continue  # a temporary file of an interrupted write
-            model, _, comp = path.stem.rpartition("__")
-            if comp in COMPRESSIONS:
-                self.maps.setdefault(model, {})[comp] = read_maps(path)
-        self.models = sorted((m for m in self.maps if "raw" in self.maps[m]), key=_model_order)
-        first = self.maps[self.models[0]]["raw"].values
-        self.grid = int(next(iter(first.values())).shape[-1])
-        self.thresholds = tuple(float(t) for t in cfg.get("thresholds", ())) or None
-        images = cfg.get("images", {})
-        self.canvas = int(images.get("canvas", 224))
-        self.face_width = images.get("face_width")
-        self.scale = float(images.get("scale", 0.9))
-        self.ids = list(self.summary.get("images", {}).get("ids") or sorted(first))
-        recorded = manifest or self.summary.get("images", {}).get("manifest") or cfg.get("manifest")
-        found = locate(recorded, self.dir)
-        if found is not None and found.is_dir():
-            found = found / "manifest.jsonl"
-        if found is None or not found.is_file():
-            raise UserError(f"the manifest of {self.dir} was not found (recorded as {recorded!r}); "
-                            "pass it with --manifest PATH")
-        self.manifest = found
-        self.checkpoints: dict[str, Path] = {}
-        for role, info in self.summary.get("models", {}).items():
-            path = locate(info.get("checkpoint"), self.dir)
-            if path is not None:
-                self.checkpoints[role] = path
+        self.thresholds = tuple(float(t) for t in cfg.get("thresholds", ())) or THRESHOLDS
+        self.ids: list[str] | None = self.summary.get("images", {}).get("ids")
 
     def comps(self, model: str) -> list[str]:
         """Compressions at which ``model`` has maps, in raw, c23, c40 order."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fstmatch.ffpp import COMPRESSIONS, METHODS
+
+if TYPE_CHECKING:
+    from fstmatch.data.geometry import Geometry
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,21 +73,18 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, help="alignment scale (default: the convention's, 0.9 or 1.3)")
 
 
-def resolve_geometry(args: argparse.Namespace, checkpoint: Path) -> dict:
-    """``{"convention", "canvas", "face_width", "scale"}``: the run's ``config.yaml`` input (when
+def resolve_geometry(args: argparse.Namespace, checkpoint: Path) -> Geometry:
+    """The faces' :class:`~fstmatch.data.geometry.Geometry`: the run's ``config.yaml`` input (when
     ``checkpoint`` is a run directory) overridden by the options given, defaults filled in."""
-    from fstmatch.config import from_dict
-    from fstmatch.train.config import InputConfig
+    from fstmatch.data.geometry import GEOMETRY_KEYS, Geometry
 
-    keys = ("convention", "canvas", "face_width", "scale")
     given: dict = {}
     if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
         from fstmatch.train import load_run_config
 
         run_input = load_run_config(checkpoint).input
-        given = {k: getattr(run_input, k) for k in keys}
+        given = run_input.geometry().to_dict()
         if args.convention is not None and args.convention != run_input.convention:
             given = {"convention": args.convention}  # the run's canvas/scale belong to its own convention
-    given.update({k: getattr(args, k) for k in keys if getattr(args, k) is not None})
-    i = from_dict(InputConfig, given, "input")
-    return {k: getattr(i, k) for k in keys}
+    given.update({k: getattr(args, k) for k in GEOMETRY_KEYS if getattr(args, k) is not None})
+    return Geometry.from_dict(given)

@@ -17,9 +17,11 @@ from fstmatch.ffpp import SPLITS
 HELP = "Shapley maps (grid cells) of a trained model for the faces of a manifest"
 DESCRIPTION = """\
 Explain a model's logit for each face of a prepared manifest with Shapley values of the cells of a
-GRID x GRID grid (docs/method.md §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (values,
-stderr, n_forward, label, source, target, id, target_kind, class) and a PNG overlay next to it.
-Resumable: images whose .npz exists are skipped (rerun the same command).
+GRID x GRID grid (docs/method.md §3; docs/explain.md). Writes DIR/<id with / replaced by __>.npz (a map
+file, docs/INTERFACES.md: the map, its stderr, the explained class and face, v(full), v(empty), the
+logit and score) and a PNG overlay next to it; `fstmatch browse DIR` shows them.
+Resumable: images whose .npz exists are skipped (rerun the same command); a map file of the older
+format is redone.
 
 Which logit: the model's role decides (det and fstmatching: the det label; source: the source
 identity; target: the target identity; any two-class model: the det label); --target-kind
@@ -104,31 +106,42 @@ def out_name(row_id: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 
     from fstmatch.cli._common import resolve_geometry
     from fstmatch.data import FaceDataset, filter_rows, read_manifest
     from fstmatch.errors import UserError
-    from fstmatch.explain import shapley
+    from fstmatch.explain import DEFAULT_PERMUTATIONS, shapley
+    from fstmatch.explain.mapfile import (
+        FORMAT_VERSION,
+        MapSet,
+        image_digest,
+        map_version,
+        row_info,
+        to_uint8,
+        write_maps,
+    )
     from fstmatch.explain.plot import overlay_png
+    from fstmatch.hypotheses.maps import class_scores
     from fstmatch.models import load_model
     from fstmatch.utils.dist import barrier, cleanup, init_distributed
-    from fstmatch.utils.io import atomic_savez, atomic_write_json
+    from fstmatch.utils.io import atomic_write_json
 
     if args.method is None:
         args.method = "permutation" if args.no_antithetic else DEFAULT_METHOD
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
     geometry = resolve_geometry(args, args.checkpoint)
-    if geometry["canvas"] % args.grid:
-        raise UserError(f"--grid {args.grid} does not divide the canvas ({geometry['canvas']} px)")
+    if geometry.side % args.grid:
+        raise UserError(f"--grid {args.grid} does not divide the canvas ({geometry.side} px)")
     info = init_distributed(args.device)
     try:
         model = load_model(args.checkpoint, arch=args.arch).to(info.device).eval()
         kind = resolve_target_kind(args.target_kind, getattr(model, "fst_meta", {}), getattr(model, "num_classes", None))
         key = KIND_KEY[kind]
+        model_name = (getattr(model, "fst_meta", {}) or {}).get("name") or args.arch or args.checkpoint.stem
+        budget = args.permutations or DEFAULT_PERMUTATIONS.get(args.method)
         rows = read_manifest(args.data)
         root = args.data if args.data.is_dir() else args.data.parent
         rows = filter_rows(rows, split=args.split, methods=args.methods, compressions=args.compressions)
@@ -138,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                     "method": args.method,
                     "permutations": args.permutations, "antithetic": not args.no_antithetic,
                     "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
-                    "seed": args.seed, "max_stderr": args.max_stderr, **geometry}
+                    "seed": args.seed, "max_stderr": args.max_stderr, **geometry.to_dict()}
         config_path = args.out / "explain.json"
         if config_path.exists():
             old = json.loads(config_path.read_text())
@@ -148,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.out} holds maps made with other settings ({', '.join(changed)} differ): "
                     "use another --out, or the same options to resume"
                 )
-        todo = [r for r in rows if not (args.out / f"{out_name(r['id'])}.npz").exists()]
+        todo = [r for r in rows if map_version(args.out / f"{out_name(r['id'])}.npz") != FORMAT_VERSION]
         barrier()  # every rank listed the same files before rank 0 writes new ones
         if info.is_main:
             atomic_write_json(config_path, {**settings, "model": getattr(model, "fst_meta", {})})
@@ -156,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
         if not todo:
             return 0
-        data = FaceDataset(todo, root, **geometry)
+        data = FaceDataset(todo, root, geometry=geometry)
         step = info.world_size
         bar = tqdm(total=len(todo), unit="img", disable=args.no_progress or not info.is_main, dynamic_ncols=True)
         spent = 0
@@ -169,14 +182,22 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, seed=args.seed, max_stderr=args.max_stderr,
                           dtype=torch.bfloat16 if args.bf16 else None, distributed=info.world_size > 1)
             if info.is_main:
+                logit, score = class_scores(model, images.to(info.device), targets)
                 for n, it in enumerate(items):
                     stem = args.out / out_name(it["id"])
-                    atomic_savez(
-                        stem.with_suffix(".npz"), values=res.values[n].numpy(), stderr=res.stderr[n].numpy(),
-                        n_forward=np.int64(res.n_forward[n]), n_permutations=np.int64(res.n_permutations[n]),
-                        label=np.int64(it["label"]), source=np.int64(it["source"]), target=np.int64(it["target"]),
-                        id=np.str_(it["id"]), target_kind=np.str_(kind), explained_class=np.int64(targets[n]),
-                    )
+                    one = slice(n, n + 1)
+                    write_maps(stem.with_suffix(".npz"), MapSet(
+                        ids=[it["id"]], values=res.values[one].numpy(), stderr=res.stderr[one].numpy(),
+                        target=targets[one].numpy(), n_forward=res.n_forward[one].numpy(),
+                        v_full=None if res.v_full is None else res.v_full[one].numpy(),
+                        v_empty=None if res.v_empty is None else res.v_empty[one].numpy(),
+                        digest=[image_digest(it["image"])], image=to_uint8(it["image"][None]),
+                        info=[row_info(todo[start + n])], metrics={"logit": logit[one], "score": score[one]},
+                        explainer="shapley", estimator=args.method, budget=budget, geometry=geometry.to_dict(),
+                        meta={"model": model_name, "target_kind": kind, "grid": args.grid, "seed": args.seed,
+                              "baseline": args.baseline, "n_permutations": int(res.n_permutations[n]),
+                              "checkpoint": str(args.checkpoint), "arch": args.arch},
+                    ))
                     if not args.no_overlay:
                         overlay_png(it["image"].numpy(), res.values[n].numpy(), stem.with_suffix(".png"),
                                     title=f"{it['id']}  ({kind} logit, class {int(targets[n])})")

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model.to(device)
     result = evaluate(model, rows, manifest.parent, role=args.role, batch_size=args.batch_size, device=device,
-                      amp=args.amp, num_workers=args.num_workers, progress=not args.no_progress, **geometry)
+                      amp=args.amp, num_workers=args.num_workers, progress=not args.no_progress, geometry=geometry)
     result.update({"checkpoint": str(ckpt), "arch": args.arch, "manifest": str(manifest), "split": args.split,
-                   **geometry})
+                   **geometry.to_dict()})
     print(format_table(result))
     out = args.out or (ckpt / "metrics.json" if ckpt.is_dir() else None)
     if out is not None:

@@ -15,12 +15,13 @@ _EXPORTS = {
               "template_points"),
     "augment": ("AugmentConfig", "FaceAugment", "build_augment"),
     "dataset": ("FaceDataset", "load_face"),
+    "geometry": ("Geometry",),
     "manifest": ("filter_rows", "h2_sets", "holdout_frames", "read_manifest", "row_id"),
     "preprocess": ("prepare",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
-    "AugmentConfig", "FaceAugment", "FaceDataset", "align_face", "alignment_matrix", "build_augment",
+    "AugmentConfig", "FaceAugment", "FaceDataset", "Geometry", "align_face", "alignment_matrix", "build_augment",
     "filter_rows", "fit_similarity", "five_points", "get_convention", "h2_sets", "holdout_frames", "inter_ocular",
     "load_face", "prepare", "read_manifest", "row_id", "template_points",
 ]
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     )
     from fstmatch.data.augment import AugmentConfig, FaceAugment, build_augment
     from fstmatch.data.dataset import FaceDataset, load_face
+    from fstmatch.data.geometry import Geometry
     from fstmatch.data.manifest import filter_rows, h2_sets, holdout_frames, read_manifest, row_id
     from fstmatch.data.preprocess import prepare
 

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fstmatch.data.align import Convention, alignment_matrix, crop_to_frame, frame_to_crop, get_convention
+from fstmatch.data.align import alignment_matrix, crop_to_frame, frame_to_crop, get_convention
 from fstmatch.data.augment import FaceAugment
+from fstmatch.data.geometry import Geometry
 from fstmatch.data.manifest import Row
 from fstmatch.errors import UserError
 
@@ -80,10 +81,7 @@ def aligned_face(
     row: Row,
     root: str | Path,
     *,
-    canvas: int | None = None,
-    face_width: float | None = None,
-    scale: float | None = None,
-    convention: str | Convention = "fstmatch",
+    geometry: Geometry | None = None,
     landmarks_from: Row | None = None,
     with_masks: bool = False,
     augment: FaceAugment | None = None,
@@ -91,8 +89,9 @@ def aligned_face(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`load_face` with optional augmentation (``augment`` and its ``rng`` for this item)."""
     root = Path(root)
-    conv = get_convention(convention)
-    canvas = conv.canvas if canvas is None else canvas
+    geometry = geometry or Geometry()
+    conv = get_convention(geometry.convention)
+    canvas, face_width, scale = geometry.side, geometry.face_width, geometry.scale
     crop = read_rgb(root / row["path"])
     landmarks = crop_landmarks(row, root, crop.shape[1], landmarks_from)
     if augment is not None:
@@ -123,10 +122,7 @@ def load_face(
     row: Row,
     root: str | Path,
     *,
-    canvas: int | None = None,
-    face_width: float | None = None,
-    scale: float | None = None,
-    convention: str | Convention = "fstmatch",
+    geometry: Geometry | None = None,
     landmarks_from: Row | None = None,
     with_masks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -134,11 +130,8 @@ def load_face(
 
     Args:
         row: a manifest row; ``root``: the manifest's folder (paths in rows are relative to it).
-        convention: alignment convention (``"fstmatch"`` or ``"deepfakebench"``, see
-            :mod:`fstmatch.data.align`); ``None`` below means its default.
-        canvas: output side, px (fstmatch 224, deepfakebench 256). face_width: fstmatch template
-            eye distance at scale 1, px (``None``: ``round(canvas * 80 / 224)``). scale: the
-            convention's scale (fstmatch: template scale, 0.9; deepfakebench: margin scale, 1.3).
+        geometry: the alignment (:class:`fstmatch.data.geometry.Geometry`: convention, canvas,
+            face width, scale; ``None``: ``Geometry()``, the ``fstmatch`` convention's defaults).
         landmarks_from: align with the landmarks of another row of the same frame (hypothesis 3:
             the raw version's landmarks for its c23/c40 versions), mapped through both boxes.
         with_masks: also return the ground-truth masks warped by the same (bilinear) transform.
@@ -148,8 +141,7 @@ def load_face(
         (donor, trace) in [0, 1] or ``None`` when not asked.
     """
     return aligned_face(
-        row, root, canvas=canvas, face_width=face_width, scale=scale, convention=convention,
-        landmarks_from=landmarks_from, with_masks=with_masks,
+        row, root, geometry=geometry, landmarks_from=landmarks_from, with_masks=with_masks,
     )
 
 
@@ -158,8 +150,8 @@ class FaceDataset(Dataset):
 
     Item ``i``: ``image`` float32 (3, canvas, canvas) in [0, 1]; ``label``, ``source``, ``target``
     int64 scalar tensors; ``id`` (str); ``index`` (= i); ``masks`` float32 (2, canvas, canvas)
-    when ``with_masks``. ``augment`` comes from :func:`fstmatch.data.build_augment`. Geometry
-    (``convention``, ``canvas``, ``face_width``, ``scale``) as in :func:`load_face`.
+    when ``with_masks``. ``augment`` comes from :func:`fstmatch.data.build_augment`. ``geometry``
+    as in :func:`load_face`.
     """
 
     def __init__(
@@ -167,22 +159,16 @@ class FaceDataset(Dataset):
         rows: Sequence[Row],
         root: str | Path,
         *,
-        canvas: int | None = None,
-        face_width: float | None = None,
-        scale: float | None = None,
-        convention: str | Convention = "fstmatch",
+        geometry: Geometry | None = None,
         augment: FaceAugment | None = None,
         with_masks: bool = False,
     ) -> None:
         if not rows:
             raise UserError("FaceDataset got no rows")
-        self.convention = get_convention(convention)
-        self.convention.template(canvas, face_width, scale)  # bad geometry fails here, not in a worker
+        self.geometry = geometry or Geometry()  # bad geometry fails here, not in a worker
         self.rows = list(rows)
         self.root = Path(root)
-        self.canvas = self.convention.canvas if canvas is None else canvas
-        self.face_width = face_width
-        self.scale = scale
+        self.canvas = self.geometry.side
         self.augment = augment
         self.with_masks = with_masks
 
@@ -193,8 +179,7 @@ class FaceDataset(Dataset):
         row = self.rows[index]
         rng = self.augment.rng(index) if self.augment is not None else None
         image, masks = aligned_face(
-            row, self.root, canvas=self.canvas, face_width=self.face_width, scale=self.scale,
-            convention=self.convention, with_masks=self.with_masks, augment=self.augment, rng=rng,
+            row, self.root, geometry=self.geometry, with_masks=self.with_masks, augment=self.augment, rng=rng,
         )
         item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),

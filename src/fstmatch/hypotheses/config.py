@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fstmatch.data.geometry import Geometry
 from fstmatch.hypotheses.metrics import THRESHOLDS
 
 #: Model roles a verify run may need, in the order they are explained.
@@ -81,10 +82,10 @@ class ImagesConfig:
         self.scale = conv.scale if self.scale is None else self.scale
         conv.template(self.canvas, self.face_width, self.scale)  # refuses face_width outside fstmatch
 
-    def geometry(self) -> dict[str, Any]:
-        """The alignment keys, as the TrainConfig ``input`` section spells them."""
-        return {"convention": self.convention, "canvas": self.canvas, "face_width": self.face_width,
-                "scale": self.scale}
+    def geometry(self) -> Geometry:
+        """The alignment keys as one :class:`~fstmatch.data.geometry.Geometry` (``.to_dict()``: as
+        the TrainConfig ``input`` section spells them)."""
+        return Geometry.of(self)
 
 
 @dataclass

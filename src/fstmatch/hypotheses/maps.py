@@ -4,16 +4,17 @@
 - :func:`counterparts`: the c23/c40 rows of the same frames (hypothesis 3).
 - :func:`load_images`: aligned faces (and ground-truth masks) as tensors; c23/c40 aligned with the
   raw frame's landmarks so compression is the only difference between the three versions.
-- :class:`MapStore`: Shapley maps per (model, compression), cached in ``DIR/maps/*.npz`` by image
-  id and written after every chunk, so an interrupted run resumes and hypotheses share maps.
+- :class:`MapStore`: Shapley maps per (model, compression), kept in ``DIR/maps/*.npz`` map files
+  by image id and written every 30 s of computation and at its end, so an interrupted run resumes
+  and hypotheses share maps.
 - :func:`load_checkpoint`: a model per role, or a :class:`UserError` naming the ``fstmatch train``
   command that makes it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +25,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from fstmatch.data.geometry import Geometry
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import (
+    MapSet,
+    OldMapFormat,
+    concat,
+    image_digest,
+    read_maps,
+    row_info,
+    to_uint8,
+    write_maps,
+)
 from fstmatch.hypotheses.config import ImagesConfig, ShapleyConfig
-from fstmatch.utils.io import atomic_savez
 
 Row = dict[str, Any]
 
@@ -62,10 +73,10 @@ def manifest_path(manifest: str | Path | None) -> Path:
 
 
 def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: torch.device,
-                    arch: str | None = None, images: ImagesConfig | None = None) -> nn.Module:
+                    arch: str | None = None, geometry: Geometry | None = None) -> nn.Module:
     """The model of ``role`` from ``path`` (run directory or ``.safetensors``; with ``arch``, a plain
     state dict of that architecture), in eval mode. A training run whose input geometry differs
-    from ``images``' is refused: every map of a run must share one grid over one aligned image."""
+    from ``geometry`` is refused: every map of a run must share one grid over one aligned image."""
     from fstmatch.models import load_model
 
     hint = TRAIN_COMMANDS[role].format(manifest=manifest, path=path or f"runs/{role}")
@@ -74,16 +85,16 @@ def load_checkpoint(role: str, path: str | None, manifest: str | Path, device: t
     p = Path(path)
     if not (p.is_file() or (p / "model.safetensors").is_file()):
         raise UserError(f"checkpoint for {role} not found: {p} (no model.safetensors); train it with:\n  {hint}")
-    if images is not None and (p / "config.yaml").is_file():
+    if geometry is not None and (p / "config.yaml").is_file():
         from fstmatch.train import load_run_config
 
-        trained = load_run_config(p).input
-        ours = images.geometry()
-        differ = [k for k in ours if getattr(trained, k) != ours[k]]
+        trained = load_run_config(p).input.geometry().to_dict()
+        ours = geometry.to_dict()
+        differ = [k for k in ours if trained[k] != ours[k]]
         if differ:
             raise UserError(
                 f"checkpoints.{role} ({p}) was trained on other faces than the verify images: "
-                + ", ".join(f"{k} {getattr(trained, k)!r} vs images.{k} {ours[k]!r}" for k in differ)
+                + ", ".join(f"{k} {trained[k]!r} vs images.{k} {ours[k]!r}" for k in differ)
                 + " (train it with the same input.* keys, or change images.*)"
             )
     return load_model(p, arch=arch).to(device).eval()
@@ -138,21 +149,20 @@ def counterparts(rows: Sequence[Row], chosen: Sequence[Row]) -> tuple[list[tuple
 
 
 def load_images(
-    rows: Sequence[Row], root: Path, cfg: ImagesConfig, landmarks_from: Sequence[Row] | None = None,
+    rows: Sequence[Row], root: Path, geometry: Geometry, landmarks_from: Sequence[Row] | None = None,
     with_masks: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Aligned faces ``(N, 3, H, W)`` in [0, 1] and, when asked, masks ``(N, 2, H, W)`` (donor, trace;
-    ``None`` when a row has no ground truth)."""
+    """Faces aligned with ``geometry``, ``(N, 3, H, W)`` float32 in [0, 1], and, when asked, masks
+    ``(N, 2, H, W)`` (donor, trace; ``None`` when a row has no ground truth)."""
     from fstmatch.data import load_face
 
     images, masks = [], []
     for i, row in enumerate(rows):
         ref = landmarks_from[i] if landmarks_from is not None else None
-        img, m = load_face(row, root, canvas=cfg.canvas, face_width=cfg.face_width, scale=cfg.scale,
-                           convention=cfg.convention, landmarks_from=ref, with_masks=with_masks)
+        img, m = load_face(row, root, geometry=geometry, landmarks_from=ref, with_masks=with_masks)
         images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)
         masks.append(m)
-    x = torch.stack(images) if images else torch.zeros(0, 3, cfg.canvas, cfg.canvas)
+    x = torch.stack(images) if images else torch.zeros(0, 3, geometry.side, geometry.side)
     if not with_masks or any(m is None for m in masks) or not masks:
         return x, None
     return x, torch.from_numpy(np.stack(masks)).float()
@@ -176,54 +186,94 @@ class Maps:
 
 
 class MapStore:
-    """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.
+    """Computes Shapley maps and keeps them in ``folder/<name>.npz`` map files
+    (:mod:`fstmatch.explain.mapfile`, the format ``fstmatch explain`` writes too), keyed by image id.
 
-    A cache file is reused only when it was made with the same settings (checkpoint file, its size
-    and modification time, grid, permutations, estimator, seed, amp, convention, canvas, face width, scale); otherwise it
-    is recomputed. Each cached map also carries a digest of the exact input image it was computed on,
-    and is recomputed when the image differs (re-prepared crops, changed alignment code: the settings
-    alone would not notice).
+    A file is reused only when it was made with the same settings (checkpoint file, its size and
+    modification time, grid, permutations, estimator, seed, amp, and the geometry); otherwise it is
+    recomputed, as is a file of an older map format. Each map also carries a digest of the exact
+    input image it was computed on, and is recomputed when the image differs (re-prepared crops,
+    changed alignment code: the settings alone would not notice). With every map the file keeps
+    the explained image (uint8), v(full), v(empty), the model's logit and softmax score of the
+    explained class (``metrics["logit"]``, ``metrics["score"]``) and, when given, the ground-truth
+    masks: what ``fstmatch browse`` shows without loading a model.
     """
 
-    def __init__(self, folder: Path, shapley: ShapleyConfig, images: ImagesConfig, device: torch.device,
+    def __init__(self, folder: Path, shapley: ShapleyConfig, geometry: Geometry, device: torch.device,
                  progress: bool = True) -> None:
         self.folder = Path(folder)
         self.shapley = shapley
-        self.images = images
+        self.geometry = geometry
         self.device = device
         self.progress = progress
+        #: seconds between two writes of a file during a computation (and always after the last chunk)
+        self.flush_seconds = 30.0
 
     def _settings(self, checkpoint: str, seed: int) -> dict[str, Any]:
-        s, i = self.shapley, self.images
+        s = self.shapley
         path = Path(checkpoint)
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
                 "grid": s.grid, "permutations": s.permutations, "method": s.method, "seed": seed, "amp": s.amp,
-                **i.geometry()}
+                **self.geometry.to_dict()}
 
-    def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int, str]]:
+    def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, MapSet]:
+        """The cached maps of ``path`` by id (one-image MapSets); empty when absent, of other
+        settings or of an older format."""
         if not path.is_file():
             return {}
-        with np.load(path, allow_pickle=False) as z:
-            if json.loads(str(z["settings"])) != settings or "digests" not in z:
-                return {}
-            return {str(i): (v, e, int(n), str(d))
-                    for i, v, e, n, d in zip(z["ids"], z["values"], z["stderr"], z["n_forward"], z["digests"])}
+        try:
+            maps = read_maps(path)
+        except OldMapFormat:
+            return {}
+        if maps.meta.get("settings") != json.loads(json.dumps(settings)):
+            return {}
+        return {i: maps.subset([k]) for k, i in enumerate(maps.ids)}
 
-    def _write(self, path: Path, settings: dict[str, Any], cache: dict[str, tuple[np.ndarray, np.ndarray, int, str]]) -> None:
-        ids = sorted(cache)
-        atomic_savez(
-            path, ids=np.array(ids), settings=np.array(json.dumps(settings)),
-            values=np.stack([cache[i][0] for i in ids]), stderr=np.stack([cache[i][1] for i in ids]),
-            n_forward=np.array([cache[i][2] for i in ids], dtype=np.int64),
-            digests=np.array([cache[i][3] for i in ids]),
-        )
+    def _write(self, path: Path, cache: dict[str, MapSet]) -> None:
+        write_maps(path, concat([cache[i] for i in sorted(cache)]))
+
+    def load(self, name: str) -> MapSet | None:
+        """The map file ``name`` as written (``None`` when absent or of an older format)."""
+        path = self.folder / f"{name}.npz"
+        if not path.is_file():
+            return None
+        try:
+            return read_maps(path)
+        except OldMapFormat:
+            return None
+
+    def annotate(self, name: str, metrics: dict[str, dict[str, np.ndarray]]) -> None:
+        """Add per-image numbers to map file ``name``: ``metrics[metric][image id]`` (a scalar or a
+        ``(T,)`` row); images without a value get NaN. Other metrics of the file are kept; a file
+        whose numbers do not change is not rewritten."""
+        maps = self.load(name)
+        if maps is None:
+            return
+        changed = False
+        for metric, by_id in metrics.items():
+            if not by_id:
+                continue
+            shape = np.shape(next(iter(by_id.values())))
+            col = np.full((len(maps), *shape), np.nan)
+            for k, i in enumerate(maps.ids):
+                if i in by_id:
+                    col[k] = by_id[i]
+            old = maps.metrics.get(metric)
+            if old is None or old.shape != col.shape or not np.array_equal(old, col, equal_nan=True):
+                maps.metrics[metric] = col
+                changed = True
+        if changed:
+            write_maps(self.folder / f"{name}.npz", maps)
 
     def get(self, name: str, model: nn.Module, checkpoint: str, rows: Sequence[Row], images: torch.Tensor,
-            targets: Sequence[int], desc: str = "", seed_offset: int = 0) -> Maps:
-        """Maps of ``model`` on ``images`` (ids from ``rows``), computing only the uncached ones.
-        ``seed_offset`` draws orderings independent of the default ones (``shapley.seed + offset``)."""
+            targets: Sequence[int], desc: str = "", seed_offset: int = 0, masks: torch.Tensor | None = None,
+            variant: str | None = None) -> Maps:
+        """Maps of ``model`` on ``images`` ``(N, 3, H, W)`` (ids from ``rows``), computing only the
+        uncached ones. ``seed_offset`` draws orderings independent of the default ones
+        (``shapley.seed + offset``); ``masks`` ``(N, 2, H, W)`` in [0, 1] are kept with the maps;
+        ``variant`` marks a set that is not the model's plain maps of its images (``raw_repeat``)."""
         from fstmatch.explain import shapley
 
         path = self.folder / f"{name}.npz"
@@ -232,33 +282,50 @@ class MapStore:
         cache = self._read(path, settings)
         ids = [r["id"] for r in rows]
         digests = [image_digest(images[k]) for k in range(len(ids))]
-        todo = [k for k, i in enumerate(ids) if i not in cache or cache[i][3] != digests[k]]
-        chunk = 8
+        todo = [k for k, i in enumerate(ids) if i not in cache or cache[i].digest != [digests[k]]]
+        role = name.rpartition("__")[0] or name
+        meta = {"settings": settings, "model": role, "variant": variant, "grid": self.shapley.grid,
+                "seed": seed, "amp": self.shapley.amp}
+        chunk, last_write = 8, time.monotonic()
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             if self.progress:
                 print(f"  shapley {desc or name}: images {start + 1}-{start + len(part)} of {len(todo)}", flush=True)
+            x = images[part].to(self.device)
+            target = torch.tensor([int(targets[k]) for k in part])
             res = shapley(
-                model, images[part].to(self.device), torch.tensor([int(targets[k]) for k in part]),
-                grid=self.shapley.grid, n_permutations=self.shapley.permutations, method=self.shapley.method,
-                batch_size=self.shapley.batch_size, seed=seed,
+                model, x, target, grid=self.shapley.grid, n_permutations=self.shapley.permutations,
+                method=self.shapley.method, batch_size=self.shapley.batch_size, seed=seed,
                 dtype=torch.bfloat16 if self.shapley.amp == "bf16" else None, progress=self.progress,
             )
-            values = res.values.detach().cpu().numpy()
-            stderr = res.stderr.detach().cpu().numpy()
-            n_forward = res.n_forward.detach().cpu().numpy()
-            for j, k in enumerate(part):
-                cache[ids[k]] = (values[j], stderr[j], int(n_forward[j]), digests[k])
-            self._write(path, settings, cache)
+            logit, score = class_scores(model, x, target)
+            done = MapSet(
+                ids=[ids[k] for k in part], values=res.values.detach().cpu().numpy(),
+                stderr=res.stderr.detach().cpu().numpy(), target=target.numpy(),
+                v_full=None if res.v_full is None else res.v_full.detach().cpu().numpy(),
+                v_empty=None if res.v_empty is None else res.v_empty.detach().cpu().numpy(),
+                n_forward=res.n_forward.detach().cpu().numpy(), digest=[digests[k] for k in part],
+                image=to_uint8(images[part]), info=[row_info(rows[k]) for k in part],
+                masks=None if masks is None else np.rint(masks[part].numpy() * 255).astype(np.uint8),
+                metrics={"logit": logit, "score": score}, explainer="shapley", estimator=self.shapley.method,
+                budget=self.shapley.permutations, geometry=self.geometry.to_dict(), meta=meta,
+            )
+            for j in range(len(part)):
+                cache[done.ids[j]] = done.subset([j])
+            if start + chunk >= len(todo) or time.monotonic() - last_write >= self.flush_seconds:
+                self._write(path, cache)  # the faces make a file large: rewritten at most every flush_seconds
+                last_write = time.monotonic()
         return Maps(
             ids=ids,
-            values=np.stack([cache[i][0] for i in ids]),
-            stderr=np.stack([cache[i][1] for i in ids]),
-            n_forward=int(sum(cache[i][2] for i in ids)),
+            values=np.concatenate([cache[i].values for i in ids]).astype(np.float64),
+            stderr=np.concatenate([cache[i].stderr for i in ids]).astype(np.float64),
+            n_forward=int(sum(int(cache[i].n_forward[0]) for i in ids)),  # type: ignore[index]  # set by MapSet
         )
 
 
-def image_digest(image: torch.Tensor) -> str:
-    """16 hex digits identifying an input image exactly (BLAKE2b of its float32 pixels and shape)."""
-    data = image.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.blake2b(data.tobytes() + str(data.shape).encode(), digest_size=8).hexdigest()
+def class_scores(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The logit and the softmax probability of ``targets[i]`` for every image: float64 ``(N,)`` each."""
+    with torch.no_grad():
+        out = model(images).float().cpu()
+    idx = targets.view(-1, 1).long()
+    return (out.gather(1, idx).squeeze(1).double().numpy(), out.softmax(dim=1).gather(1, idx).squeeze(1).double().numpy())

@@ -39,6 +39,7 @@ from fstmatch.hypotheses.maps import (
     target_key,
 )
 from fstmatch.hypotheses.metrics import q_metric, q_per_image, stability_per_image
+from fstmatch.hypotheses.per_image import frame_key, per_image_metrics
 from fstmatch.hypotheses.protocol import train_config, train_run
 from fstmatch.hypotheses.stats import attenuation_corrected, perturbed_std, reproducibility, sem
 from fstmatch.hypotheses.truth import ROLE_REGION, region_fractions, truth_score
@@ -62,7 +63,7 @@ def _exists(path: str | None) -> bool:
 def _train_keys(cfg: VerifyConfig) -> dict[str, Any]:
     """``cfg.train`` with the images' alignment as its ``input`` keys: a model trained here sees the
     faces its maps are computed on (one convention, one grid for every map of the run)."""
-    geometry = cfg.images.geometry()
+    geometry = cfg.images.geometry().to_dict()
     given = (cfg.train.get("input") or {}) if isinstance(cfg.train.get("input"), dict) else {}
     clash = [k for k in geometry if k in given and given[k] != geometry[k]]
     if clash:
@@ -101,8 +102,9 @@ class _Run:
         self.method_index = {m: [i for i, r in enumerate(self.chosen) if r["method"] == m] for m in self.by_method}
         self.log(f"verify: {len(self.chosen)} images ({', '.join(f'{m} {len(v)}' for m, v in self.by_method.items())})")
         with_masks = cfg.truth and all(r.get("mask_path") for r in self.chosen)
-        self.images, self.masks = load_images(self.chosen, self.root, cfg.images, with_masks=with_masks)
-        self.store = MapStore(out / "maps", cfg.shapley, cfg.images, self.device, progress)
+        self.geometry = cfg.images.geometry()
+        self.images, self.masks = load_images(self.chosen, self.root, self.geometry, with_masks=with_masks)
+        self.store = MapStore(out / "maps", cfg.shapley, self.geometry, self.device, progress)
         self.models: dict[str, Any] = {}
         self.model_info: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, str] = {}
@@ -112,12 +114,14 @@ class _Run:
                 path = path or str(out / "runs" / role)
                 self.log(f"verify: training the missing {role} model into {path}")
                 train_run(train_config(role, self.path, _train_keys(cfg), cfg.images.holdout), path)
-            self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, images=cfg.images)
+            self.models[role] = load_checkpoint(role, path, self.path, self.device, arch=arch, geometry=self.geometry)
             self.checkpoints[role] = str(path)
             meta = getattr(self.models[role], "fst_meta", {}) or {}
             self.model_info[role] = {"checkpoint": str(path), "arch": arch, "name": meta.get("name"),
                                      "kwargs": meta.get("kwargs")}
         self.raw: dict[str, Maps] = {}
+        #: the map sets computed in this run, "<role>__<comp>" -> (rows, values (N, G, G))
+        self.sets: dict[str, tuple[list[dict], np.ndarray]] = {}
         self.forwards: dict[str, int] = {}
         #: per map set, the median over images of the map's predicted relative L2 error, sqrt(sum se²) / ||phi||
         self.map_error: dict[str, float] = {}
@@ -132,20 +136,34 @@ class _Run:
         """Maps of ``role`` at ``comp`` (default: the raw analysed images); ``comp`` names the cache."""
         if comp == "raw" and rows is None:
             if role not in self.raw:
-                self.raw[role] = self._compute(role, "raw", self.chosen, self.images, self.chosen, 0)
+                self.raw[role] = self._compute(role, "raw", self.chosen, self.images, self.chosen, 0, self.masks)
             return self.raw[role]
         assert rows is not None and images is not None
         return self._compute(role, comp, rows, images, labels_from or rows, seed_offset)
 
     def _compute(self, role: str, comp: str, rows: Sequence[dict], images: torch.Tensor,
-                 labels_from: Sequence[dict], seed_offset: int) -> Maps:
+                 labels_from: Sequence[dict], seed_offset: int, masks: torch.Tensor | None = None) -> Maps:
         key = target_key(role)
         targets = [int(r[key]) for r in labels_from]
+        variant = None if comp in ("raw", "c23", "c40") else comp
         m = self.store.get(f"{role}__{comp}", self.models[role], self.checkpoints[role],
-                           rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset)
+                           rows, images, targets, desc=f"{role} {comp}", seed_offset=seed_offset, masks=masks,
+                           variant=variant)
         self.forwards[f"{role}__{comp}"] = m.n_forward
         self.map_error[f"{role}__{comp}"] = m.median_relative_error()
+        if variant is None:
+            self.sets[f"{role}__{comp}"] = (list(rows), m.values)
         return m
+
+    def annotate(self) -> None:
+        """Write the per-image numbers (:func:`fstmatch.hypotheses.per_image.per_image_metrics`) of
+        every map set of this run into its map file."""
+        masks = {}
+        if self.masks is not None:
+            masks = {frame_key(r): m for r, m in zip(self.chosen, self.masks.numpy())}
+        numbers = per_image_metrics(self.sets, masks, self.cfg.shapley.grid, self.cfg.thresholds)
+        for name, metrics in numbers.items():
+            self.store.annotate(name, metrics)
 
 
 def _q_block(s: Maps, t: Maps, d: Maps, cfg: VerifyConfig, seed: int) -> dict[str, Any]:
@@ -245,7 +263,7 @@ def run_h3(run: _Run) -> dict[str, Any]:
     versions = {"raw_repeat": (raw_rows, run.images[keep])}
     for comp, col in (("c23", 1), ("c40", 2)):
         rows = [tr[col] for tr in triples]
-        images, _ = load_images(rows, run.root, cfg.images, landmarks_from=raw_rows)
+        images, _ = load_images(rows, run.root, run.geometry, landmarks_from=raw_rows)
         versions[comp] = (rows, images)
     out: dict[str, Any] = {k: {} for k in ("delta", "sem", "noise", "reproducibility", "delta_corrected",
                                            "by_method", "gap", "gap_sem", "gap_corrected")}
@@ -326,6 +344,7 @@ def verify(cfg: VerifyConfig, out_dir: str | Path, hypotheses: Sequence[int] = (
             summary[f"h{h}"] = fn(run)
             timings[f"h{h}"] = round(time.perf_counter() - t0, 1)
     truth = run_truth(run)
+    run.annotate()
     if truth:
         summary["truth"] = {**summary.get("truth", {}), **truth}
     summary["models"] = {**summary.get("models", {}), **run.model_info}

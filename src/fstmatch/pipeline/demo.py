@@ -39,6 +39,7 @@ from typing import Any
 
 from fstmatch.config import from_dict, load_config, merge, to_dict
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import FORMAT_VERSION as MAP_FORMAT
 from fstmatch.hypotheses.protocol import DETECTION, RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
 
@@ -125,14 +126,23 @@ def demo_train_config(cfg: DemoConfig, name: str, manifest: Path, seed: int | No
     return train_config(name, manifest, cfg.train, holdout, cfg.runs.get(name), seed=seed)
 
 
+def demo_verify_config(cfg: DemoConfig, det: Any, manifest: Path, checkpoints: dict[str, str]) -> Any:
+    """The VerifyConfig of a demo run: ``cfg.verify`` over the faces the models were trained on (the
+    whole :class:`~fstmatch.data.geometry.Geometry` of ``det``'s TrainConfig, convention included)."""
+    from fstmatch.hypotheses.config import VerifyConfig
+
+    vdata = merge({"images": det.input.geometry().to_dict()}, cfg.verify)
+    return from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
+                                                 "threads": cfg.threads}))
+
+
 def _test(run: Path, rows: list[dict], root: Path, batch_size: int, out: Path) -> None:
     from fstmatch.models import load_model
     from fstmatch.train import evaluate, load_run_config
 
     tc = load_run_config(run)
     model = load_model(run).eval()
-    res = evaluate(model, rows, root, canvas=tc.input.canvas, face_width=tc.input.face_width,
-                   scale=tc.input.scale, batch_size=batch_size, amp=tc.amp, progress=True)
+    res = evaluate(model, rows, root, geometry=tc.input.geometry(), batch_size=batch_size, amp=tc.amp, progress=True)
     atomic_write_json(out, res)
 
 
@@ -157,7 +167,6 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, seed: int | None, ma
               prep_settings: dict[str, Any]) -> dict[str, Any]:
     """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name."""
     from fstmatch.data import read_manifest
-    from fstmatch.hypotheses.config import VerifyConfig
     from fstmatch.hypotheses.verify import verify
 
     runs = where / "runs"
@@ -169,12 +178,9 @@ def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, seed: int | None, ma
 
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
     checkpoints["fstmatching"] = str(runs / "fstmatching")
-    geometry = train_cfgs["det"].input  # explain at the geometry the models were trained at
-    vdata = merge({"images": {"canvas": geometry.canvas, "face_width": geometry.face_width, "scale": geometry.scale}},
-                  cfg.verify)
-    vcfg = from_dict(VerifyConfig, merge(vdata, {"manifest": str(manifest), "checkpoints": checkpoints,
-                                                 "threads": cfg.threads}))
-    vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg)}
+    vcfg = demo_verify_config(cfg, train_cfgs["det"], manifest, checkpoints)
+    vsettings = {"data": prep_settings, "train": {k: to_dict(v) for k, v in train_cfgs.items()}, "verify": to_dict(vcfg),
+                 "map_format": MAP_FORMAT}  # a verify of an older map format is redone (the explorer reads the maps)
     stages.run("verify", vsettings, [where / "verify" / "summary.json"], lambda: verify(vcfg, where / "verify"))
 
     test_rows = [r for r in read_manifest(manifest) if r["split"] == "test"]

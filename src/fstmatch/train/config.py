@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fstmatch.data.geometry import Geometry
+
 Role = Literal["det", "source", "target", "fstmatching"]
 
 
@@ -67,6 +69,10 @@ class InputConfig:
         self.canvas = conv.canvas if self.canvas is None else self.canvas
         self.scale = conv.scale if self.scale is None else self.scale
         conv.template(self.canvas, self.face_width, self.scale)  # refuses face_width outside fstmatch
+
+    def geometry(self) -> Geometry:
+        """The four alignment keys as one :class:`fstmatch.data.geometry.Geometry`."""
+        return Geometry.of(self)
 
 
 @dataclass

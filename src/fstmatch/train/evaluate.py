@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fstmatch.data.geometry import Geometry
 from fstmatch.errors import UserError
 
 ROLES = ("det", "source", "target", "fstmatching")
@@ -37,19 +38,18 @@ def model_role(model: nn.Module) -> str:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, rows: list[dict[str, Any]], root: str | Path, *, role: str, canvas: int | None = None,
-    face_width: int | None = None, scale: float | None = None, convention: str = "fstmatch", batch_size: int = 128,
-    device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0, progress: bool = True,
+    model: nn.Module, rows: list[dict[str, Any]], root: str | Path, *, role: str, geometry: Geometry | None = None,
+    batch_size: int = 128, device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
+    progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Per-row outputs: ``prob`` (P(fake)) for detectors, ``pred_<head>`` top-1 ids for identity heads.
-    Faces are aligned in ``convention`` (``None`` geometry: its defaults, see :func:`fstmatch.data.load_face`)."""
+    Faces are aligned with ``geometry`` (``None``: ``Geometry()``, see :func:`fstmatch.data.load_face`)."""
     from tqdm import tqdm
 
     from fstmatch.data import FaceDataset
 
     device = torch.device(device)
-    ds = FaceDataset(rows, Path(root), canvas=canvas, face_width=face_width, scale=scale, convention=convention,
-                     augment=None)
+    ds = FaceDataset(rows, Path(root), geometry=geometry, augment=None)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
                 if amp != "none" else contextlib.nullcontext())

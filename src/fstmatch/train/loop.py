@@ -342,8 +342,7 @@ def _validate(model: nn.Module, data: Any, cfg: TrainConfig, device: torch.devic
     """Validation metrics (rank 0 computes, every rank waits): det AUC or identity accuracy."""
     out: dict[str, float] = {}
     if main:
-        res = evaluate(model, data.val_rows, data.root, role=cfg.model.role, canvas=cfg.input.canvas,
-                       face_width=cfg.input.face_width, scale=cfg.input.scale, convention=cfg.input.convention,
+        res = evaluate(model, data.val_rows, data.root, role=cfg.model.role, geometry=cfg.input.geometry(),
                        batch_size=cfg.eval_batch_size,
                        device=device, amp=cfg.amp, progress=False)
         o = res["overall"]
