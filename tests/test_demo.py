@@ -117,3 +117,36 @@ def _check_outputs_of_seed(where: Path) -> None:
                  "explorer/index.html"):
         assert (where / name).is_file(), name
     assert all(0 <= s["detection"][k]["c40"]["auc"] <= 1 for k in ("det", "fstmatching", "det_raw"))
+
+
+def _without_times(obj):
+    """``obj`` less every wall time and date (the only numbers allowed to move between two runs) and
+    the worker counts (which the two runs set differently)."""
+    if isinstance(obj, dict):
+        return {k: _without_times(v) for k, v in obj.items()
+                if not any(w in k for w in ("seconds", "date", "wall", "time", "workers"))}
+    if isinstance(obj, list):
+        return [_without_times(v) for v in obj]
+    return obj
+
+
+@pytest.mark.slow
+def test_same_preset_and_seed_give_the_same_bytes(tmp_path: Path) -> None:
+    """Two runs at test size, one with one synth/prepare worker, one with two: byte-identical videos
+    at every compression, manifest and weights, and the same summary numbers (all but wall times)."""
+    runs = []
+    for workers in (1, 2):
+        out = tmp_path / f"run-{workers}"
+        assert main(["demo", "--out", str(out), "--preset", "tiny", *[a for kv in TEST_SIZE for a in ("--set", kv)],
+                     "--set", f"synth.workers={workers}", "--set", f"prepare.workers={workers}"]) == 0
+        runs.append(out)
+    a, b = runs
+    videos = sorted(p.relative_to(a) for p in (a / "data").rglob("*.mp4"))
+    assert len(videos) == 3 * (8 + 5 * 8) and {p.parts[-3] for p in videos} == {"raw", "c23", "c40"}
+    assert [p for p in videos if (a / p).read_bytes() != (b / p).read_bytes()] == []
+    assert (a / "prep" / "manifest.jsonl").read_bytes() == (b / "prep" / "manifest.jsonl").read_bytes()
+    weights = sorted(p.relative_to(a) for p in (a / "runs").rglob("model.safetensors"))
+    assert len(weights) == 7
+    assert [p for p in weights if (a / p).read_bytes() != (b / p).read_bytes()] == []
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in runs)
+    assert _without_times(sa) == _without_times(sb)

@@ -23,12 +23,41 @@ def _frac(f: float | None) -> str:
 
 def _row(what: str, a: Mapping[str, Any], judged: bool = True) -> list[Any]:
     """One quantity's aggregate; ``judged=False`` for rows shown for reference (not a claim's sign)."""
-    return [what, num(a["mean"]), num(a["se"]), _interval(a), num(a["sd"]), num(a.get("within_sem")),
-            num(a.get("excess_sd")), _frac(a.get("held_fraction")), f"**{a['verdict']}**" if judged else "–"]
+    return [what, num(a["mean"]), num(a["se"]), _interval(a), num(a.get("mde")), num(a["sd"]),
+            num(a.get("within_sem")), num(a.get("excess_sd")), _frac(a.get("held_fraction")),
+            f"**{a['verdict']}**" if judged else "–"]
 
 
-HEADER = ["quantity", "mean over seeds", "between-seed SE", "95 % interval (t)", "between-seed SD",
-          "within-seed SEM (rms)", "SD beyond the SEM", "seeds where it holds", "verdict"]
+HEADER = ["quantity", "mean over seeds", "between-seed SE", "95 % interval (t)", "detectable effect (80 % power)",
+          "between-seed SD", "within-seed SEM (rms)", "SD beyond the SEM", "seeds where it holds", "verdict"]
+
+
+def _mde_range(members: Mapping[str, Any]) -> str:
+    """The members' minimum detectable effects, as 'X' or 'X–Y' (the claim's units)."""
+    values = [m.get("mde") for m in members.values() if m.get("mde") is not None and m.get("mde") == m.get("mde")]
+    if not values:
+        return "–"
+    lo, hi = min(values), max(values)
+    return num(lo) if num(lo) == num(hi) else f"{num(lo)}–{num(hi)}"
+
+
+def _accuracy_rows(per: Mapping[str, Any]) -> list[tuple[str, Callable[[Mapping[str, Any]], Any]]]:
+    """Per-seed rows of every model's own accuracy: the verdicts rest on models that detect."""
+    def auc(key: str, comp: str) -> Callable[[Mapping[str, Any]], Any]:
+        return lambda x: x.get("detection", {}).get(key, {}).get(comp, {}).get("auc")
+
+    def held_out(run: str, metric: str) -> Callable[[Mapping[str, Any]], Any]:
+        return lambda x: x.get("training", {}).get(run, {}).get("validation", {}).get(metric)
+
+    first = next(iter(per.values()))
+    rows: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
+    for key, comps in first.get("detection", {}).items():
+        rows += [(f"test frame AUC, {key}, {c}", auc(key, c)) for c in comps]
+    rows += [("raw − c40, det (all compressions)",
+              lambda x: (auc("det", "raw")(x) or float("nan")) - (auc("det", "c40")(x) or float("nan")))]
+    rows += [(f"held-out-frame identity accuracy, {r}", held_out(r, "identity_acc")) for r in ("source", "target")]
+    rows += [(f"held-out-frame AUC, {r}", held_out(r, "auc")) for r in ("det", "det_paired", "det_unpaired")]
+    return rows
 
 
 def _per_seed_table(per: Mapping[str, Any], rows: list[tuple[str, Callable[[Mapping[str, Any]], Any]]]) -> Block:
@@ -47,23 +76,37 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
     h1, h2, h3, fd = a["h1"], a["h2"], a["h3"], a["fstmatching_vs_det_c40"]
     d, sh, im = s["data"], s["shapley"], s["images"]
     verdicts = [
-        [CLAIMS["h1"], f"**{h1['verdict']}**", _frac(h1["held_fraction"])],
-        [CLAIMS["h2"], f"**{h2['verdict']}**", _frac(h2["held_fraction"]) + " (curve above at every threshold)"],
-        [CLAIMS["h3"], f"**{h3['verdict']}**", _frac(h3["held_fraction"])],
-        [CLAIMS["h3_corrected"], f"**{h3['verdict_corrected']}**", _frac(h3["held_fraction_corrected"])],
-        [CLAIMS["detection"], f"**{fd['verdict']}**", _frac(fd["difference"]["held_fraction"])],
+        [CLAIMS["h1"], f"**{h1['verdict']}**", _mde_range(h1["Q"]), _frac(h1["held_fraction"])],
+        [CLAIMS["h2"], f"**{h2['verdict']}**", _mde_range(h2["diff"]),
+         _frac(h2["held_fraction"]) + " (curve above at every threshold)"],
+        [CLAIMS["h3"], f"**{h3['verdict']}**", _mde_range(h3["gap"]), _frac(h3["held_fraction"])],
+        [CLAIMS["h3_corrected"], f"**{h3['verdict_corrected']}**", _mde_range(h3["gap_corrected"]),
+         _frac(h3["held_fraction_corrected"])],
+        [CLAIMS["detection"], f"**{fd['verdict']}**", _mde_range({"d": fd["difference"]}),
+         _frac(fd["difference"]["held_fraction"])],
     ]
+    data_text = (f"Every seed made its own FST-Synth data (synth seed = the training seed; shown: seed {seeds[0]}'s "
+                 f"{d['videos']} videos, {d['identities']} identities, {d['frames']} face crops) and trained every "
+                 f"model (7 runs) on it, so the between-seed spread includes the data's"
+                 if s["config"].get("data_per_seed") else
+                 f"The data (FST-Synth, seed {s['config']['seed']}: {d['videos']} videos, {d['identities']} "
+                 f"identities, {d['frames']} face crops) was generated and prepared once; every model (7 runs) was "
+                 f"trained once per training seed ({', '.join(map(str, seeds))})")
     blocks: list[Block] = [
         ("h", 1, f"FST-Matching on FST-Synth — study over {len(seeds)} training seeds ({s['preset']} preset)"),
-        ("p", f"Run on {s['date']}, {s['machine']}. The data (FST-Synth, seed {s['config']['seed']}: "
-              f"{d['videos']} videos, {d['identities']} identities, {d['frames']} face crops) was generated and "
-              f"prepared once; every model (7 runs) was trained once per training seed ({', '.join(map(str, seeds))}) "
-              f"and H1–H3 and the detection comparison were measured per seed on the same {im['total']} analysed "
-              f"frames (grid {sh['grid']}×{sh['grid']}, {sh['permutations']} orderings per map). Method: "
-              "docs/method.md. Each seed's full report (figures, every table) is `seed-<k>/report.html`."),
+        ("p", f"Run on {s['date']}, {s['machine']}. {data_text}; H1–H3 and the detection comparison were "
+              f"measured per seed on {im['total']} analysed frames (grid {sh['grid']}×{sh['grid']}, "
+              f"{sh['permutations']} orderings per map). Method: docs/method.md. Each seed's full report "
+              "(figures, every table) is `seed-<k>/report.html`; the models' own accuracy per seed is in "
+              "\"Models per seed\" below."),
         ("h", 2, "Verdicts"),
-        ("table", ["claim", "verdict over seeds", "seeds on which it held (that seed's own rule)"], verdicts),
+        ("table", ["claim", "verdict over seeds", "detectable effect at 80 % power (per member)",
+                   "seeds on which it held (that seed's own rule)"], verdicts),
         ("p", "Rule. " + a["rule"]),
+        ("p", "**Detectable effect**: the smallest true mean that this many seeds detect with 80 % probability "
+              "(two-sided t-test at 5 %, exact noncentral t, taking the between-seed SD as measured), in the "
+              "quantity's own units. A claim that is *not supported* had no effect larger than that, as far as "
+              "this study can tell; a smaller one may exist."),
         ("p", "**between-seed SE** = SD over seeds / √n; the interval uses Student's t with n − 1 degrees of "
               "freedom (t₀.₉₇₅ = 12.7, 4.30, 3.18 for 2, 3, 4 seeds), so a few seeds give wide intervals. "
               "**within-seed SEM** is the standard error over the analysed images of each seed (Shapley estimator "
@@ -99,6 +142,11 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
             ("table", HEADER, [_row(f"{r} ({t['region']})", t["lift"]) for r, t in a["truth"].items()]),
         ]
     blocks += [
+        ("h", 2, "Models per seed"),
+        ("p", "Each verdict explains these models: the detectors' test frame AUC per compression, the "
+              "all-compression detector's raw − c40 drop, the encoders' identity accuracy and the analysed "
+              "detectors' AUC on held-out frames of their training videos."),
+        _per_seed_table(per, _accuracy_rows(per)),
         ("h", 2, "Per seed"),
         ("p", "Each seed's own numbers (± SEM over images in its report, `seed-<k>/report.md`)."),
         _per_seed_table(per, [(f"H1 Q {m}", lambda x, m=m: x["h1"]["Q"][m]) for m in h1["Q"]]
@@ -118,8 +166,9 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
         ("h", 2, "Time"),
         ("table", ["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in s["seconds"].items()]),
         ("h", 2, "Reproduce"),
-        ("p", f"`fstmatch demo --out DIR --preset {s['preset']} --seeds {' '.join(map(str, seeds))}` (resumable per "
-              "seed and per stage; rerunning skips finished stages)."),
+        ("p", f"`fstmatch demo --out DIR --preset {s['preset']} --seeds {' '.join(map(str, seeds))}"
+              f"{' --data-per-seed' if s['config'].get('data_per_seed') else ''}` (resumable per seed and per "
+              "stage; rerunning skips finished stages)."),
     ]
     return blocks
 
@@ -136,7 +185,8 @@ def format_study(summary: Mapping[str, Any]) -> str:
     for key, field in (("h1", "Q"), ("h2", "diff"), ("h3", "gap")):
         block = a[key]
         lines.append(f"  {CLAIMS[key]}: {block['verdict'].upper()}")
-        lines += [f"      {m:<16} {num(v['mean'])} {_interval(v)}" for m, v in block[field].items()]
+        lines += [f"      {m:<16} {num(v['mean'])} {_interval(v)}  detectable ±{num(v.get('mde'))}"
+                  for m, v in block[field].items()]
     lines.append(f"  {CLAIMS['h3_corrected']}: {a['h3']['verdict_corrected'].upper()}")
     if "fstmatching_vs_det_c40" in a:
         fd = a["fstmatching_vs_det_c40"]["difference"]
