@@ -10,13 +10,16 @@ DEMO_PRESET ?= tiny
 
 setup: $(STAMP)
 
-# torch is installed first and pinned: torch==2.13.0 is a CPU build on local disk here, while an
-# unpinned torch would pull a multi-GB CUDA build.
+# torch and torchvision are installed first, pinned as a matching pair: torchvision's wheels are
+# built against one torch release, and PyPI's torchvision does not import beside another torch.
+# Here pip takes both wheels from local disk (CUDA builds; they run on the CPU), which is why the
+# pin is these exact versions; elsewhere pip downloads them (about 5.5 GB once installed). The
+# extras timm and gradcam (pytorch-grad-cam) come with the test extra, so their tests run for real.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,deepfakebench]'
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[test,deepfakebench,timm,gradcam]'
 	touch $(STAMP)
 
 # The default suite (fast) and then the slow end-to-end tests, as CI runs them.
