@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fstmatch.cli import main
+from fstmatch.data import load_face, read_manifest
 from fstmatch.errors import UserError
 from fstmatch.models import create_model, load_model, load_weights, save_model
 
@@ -135,7 +136,7 @@ def manifest(crop_manifest) -> Path:
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_fstmatch_test_and_explain_on_timm_files(saved, name: str, manifest: Path, tmp_path: Path, capsys) -> None:
-    path, net = saved[name]
+    path = saved[name][0]
     canvas = FAMILIES[name]
     arch = f"timm:{name}"
     out = tmp_path / "metrics.json"
@@ -150,7 +151,6 @@ def test_fstmatch_test_and_explain_on_timm_files(saved, name: str, manifest: Pat
                  "--canvas", str(canvas), "--grid", "2", "--permutations", "2", "--no-progress", "--no-overlay"])
     assert code == 0, capsys.readouterr().err
     model = load_model(path, arch=arch)
-    from fstmatch.data import load_face, read_manifest
 
     for row in read_manifest(manifest):
         face = torch.from_numpy(load_face(row, manifest.parent, canvas=canvas)[0]).permute(2, 0, 1)[None].float() / 255
