@@ -161,3 +161,26 @@ def test_fstmatch_test_and_explain_on_timm_files(saved, name: str, manifest: Pat
             gap = float(model(face)[0, k] - model(torch.zeros_like(face))[0, k])
         # efficiency: the four cells add up to v(face) - v(black) of timm's logit
         assert float(z["values"].sum()) == pytest.approx(gap, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_explainers_on_timm_models(saved, name: str) -> None:
+    """Grad-CAM reads the deepest conv layer as fine as the 4x4 grid (64 px: resnet18's layer3 is
+    4x4, layer4 2x2; Xception: block12 4x4 up to its last separable conv, then pooled to 2x2; on the ViT the only conv layer, its
+    patch embedding); IG's pixels add up to f(x) - f(black) on all three."""
+    pytest.importorskip("pytorch_grad_cam")
+    from fstmatch.explain.attribution import attribute
+
+    model = create_model(f"timm:{name}", weights=str(saved[name][0]))
+    size = FAMILIES[name]
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(7))
+    layer = {"resnet18": "model.layer3", "legacy_xception": "model.block12.rep.4",
+             "vit_tiny_patch16_224": "model.patch_embed.proj"}[name]
+    for k in (0, 1):
+        cam = attribute("gradcam", model, x, k, grid=4)
+        assert cam.layer == layer and cam.pixels.shape == (1, size, size) and cam.cells.shape == (1, 4, 4)
+        assert 0 <= float(cam.pixels.min()) <= float(cam.pixels.max()) <= 1 + 1e-6
+    ig = attribute("ig", model, x, 1, steps=16)
+    with torch.no_grad():
+        gap = float(model(x)[0, 1] - model(torch.zeros_like(x))[0, 1])
+    assert float(ig.pixels.sum()) == pytest.approx(gap, rel=0.1, abs=0.05)

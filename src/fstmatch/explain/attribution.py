@@ -374,36 +374,39 @@ def attribute(
         raise UserError(f"layer= applies to Grad-CAM only, not to {name!r}")
     _check_images(images)
     explainer = EXPLAINERS[name]
-    wrapped = _Logits(model)
-    with torch.no_grad():
-        classes = wrapped(images[:1]).shape[1]
-    targets = _targets(target, images.shape[0], classes)
-    if grid is not None:
-        pixels_to_cells(torch.zeros(1, *images.shape[-2:]), grid)  # validates grid against the size
     unknown = sorted(set(kw) - explainer.options)
     if unknown:
         raise UserError(f"explainer {name!r} got unknown argument(s) {unknown}; "
                         f"it accepts {sorted(explainer.options) or 'none'}")
-    kw = dict(kw)
     was_training = isinstance(model, nn.Module) and model.training
     if was_training:  # as the Shapley engine: a trained model's BatchNorm must use its statistics
         warnings.warn(f"attribute({name!r}): the model is in train mode; evaluating it in eval mode for this "
                       "call (its mode is restored afterwards)", stacklevel=2)
         model.eval()
-    start = time.perf_counter()
     try:
-        with torch.enable_grad():
-            pixels, info = explainer.fn(wrapped, images, targets, grid, layer, kw)
+        return _attribute(explainer, _Logits(model), images, target, grid, layer, dict(kw))
     finally:
         if was_training:
             model.train()
+
+
+def _attribute(explainer: Explainer, wrapped: _Logits, images: Tensor, target: Tensor | Sequence[int] | int,
+               grid: int | None, layer: str | nn.Module | None, kw: dict[str, Any]) -> AttributionResult:
+    with torch.no_grad():
+        classes = wrapped(images[:1]).shape[1]
+    targets = _targets(target, images.shape[0], classes)
+    if grid is not None:
+        pixels_to_cells(torch.zeros(1, *images.shape[-2:]), grid)  # validates grid against the size
+    start = time.perf_counter()
+    with torch.enable_grad():
+        pixels, info = explainer.fn(wrapped, images, targets, grid, layer, kw)
     elapsed = time.perf_counter() - start
     n = images.shape[0]
     cells = info.pop("cells", None)
     if cells is None and grid is not None:
         cells = pixels_to_cells(pixels, grid)
     return AttributionResult(
-        pixels=pixels, cells=None if cells is None else cells.double(), explainer=name,
+        pixels=pixels, cells=None if cells is None else cells.double(), explainer=explainer.name,
         seconds=torch.full((n,), elapsed / n, dtype=torch.float64), signed=explainer.signed,
         targets=targets, grid=grid, layer=info.pop("layer", None), extra=info,
     )
