@@ -53,14 +53,12 @@ NATIVE_SIZE = 256
 # -- Xception (DeepfakeBench / FaceForensics++ layout) ---------------------------------------
 
 
-def _import_timm_xception() -> ModuleType:
+def _import_extra(module: str, why: str) -> ModuleType:
+    """``module``, or a UserError saying ``why`` it is needed and the extra that installs it."""
     try:
-        return importlib.import_module("timm.models.xception")
+        return importlib.import_module(module)
     except ImportError as e:
-        raise UserError(
-            "deepfakebench:xception is built from timm's legacy_xception modules "
-            f"(pip install 'fstmatch[deepfakebench]'); importing timm failed: {e}"
-        ) from e
+        raise UserError(f"{why} (pip install 'fstmatch[deepfakebench]'); importing {module} failed: {e}") from e
 
 
 #: The trunk modules taken from timm's ``legacy_xception``, in forward order; their names (and so
@@ -82,7 +80,8 @@ class Xception(nn.Module):
 
     def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        net = _import_timm_xception().Xception(num_classes=0)  # no classifier: ours is last_linear
+        lib = _import_extra("timm.models.xception", "deepfakebench:xception is built from timm's legacy_xception modules")
+        net = lib.Xception(num_classes=0)  # no classifier: ours is last_linear
         for name in _TRUNK:
             setattr(self, name, getattr(net, name))
         self.relu = nn.ReLU(inplace=True)
@@ -113,23 +112,14 @@ class Xception(nn.Module):
 # -- EfficientNet-B4 (efficientnet_pytorch, DeepfakeBench's changes) --------------------------
 
 
-def _import_efficientnet() -> ModuleType:
-    try:
-        return importlib.import_module("efficientnet_pytorch")
-    except ImportError as e:
-        raise UserError(
-            "deepfakebench:efficientnetb4 needs efficientnet_pytorch, the package DeepfakeBench uses "
-            f"(pip install 'fstmatch[deepfakebench]'); importing it failed: {e}"
-        ) from e
-
-
 class EfficientNetB4(nn.Module):
     """DeepfakeBench's EfficientNet-B4 backbone: ``efficientnet`` (efficientnet_pytorch, plain-conv
     stem, no ``_fc``) and ``last_layer``; ``features`` -> (N, 1792, h, w)."""
 
     def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        lib = _import_efficientnet()
+        lib = _import_extra("efficientnet_pytorch", "deepfakebench:efficientnetb4 needs efficientnet_pytorch, "
+                            "the package DeepfakeBench uses")
         # from_name builds what DeepfakeBench's from_pretrained builds, without downloading weights
         self.efficientnet = lib.EfficientNet.from_name("efficientnet-b4")
         self.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)
