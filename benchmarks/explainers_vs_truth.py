@@ -224,18 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     rows_by_id = {r["id"]: r for r in read_manifest(manifest)}
     images, grid = summary["config"]["images"], int(summary["shapley"]["grid"])
     ids = select_ids(summary["images"]["ids"], 2 if args.quick else None)
-    perms = 8 if args.quick else int(summary["shapley"]["permutations"])
+    perms = 8 if args.quick else int(summary["shapley"].get("permutations") or 32)
     opts = {"shapley": {"n_permutations": perms, "seed": 0}, "ig": {"steps": 16 if args.quick else 32}}
-    models = {}
-    for role in ("det", "target", "source"):
-        m = summary["models"][role]
-        models[role] = (_resolve(m["checkpoint"], args.run), m.get("arch"))
-    faces = {c: load_faces(rows_by_id, manifest.parent, ids, c, images) for c in COMPRESSIONS}
+    if "det" not in summary["models"]:
+        raise UserError("the run's summary.json names no det checkpoint: nothing to explain")
+    models = {role: (_resolve(m["checkpoint"], args.run), m.get("arch"))
+              for role, m in summary["models"].items() if role in ("det", "target", "source")}
+    # the compressions whose versions of every analysed frame are in the manifest (H1-only runs: raw)
+    comps_here = tuple(c for c in COMPRESSIONS
+                       if all(f"{i.split('/')[0]}/{c}/{'/'.join(i.split('/')[2:])}" in rows_by_id for i in ids))
+    faces = {c: load_faces(rows_by_id, manifest.parent, ids, c, images) for c in comps_here}
 
     scores: dict[str, Any] = {}
-    plan = [("det", "trace", COMPRESSIONS), ("target", "donor", ("raw",) if args.quick else COMPRESSIONS),
-            ("source", "rest", ("raw",) if args.quick else COMPRESSIONS)]
+    plan = [("det", "trace", comps_here), ("target", "donor", ("raw",) if args.quick else comps_here),
+            ("source", "rest", ("raw",) if args.quick else comps_here)]
     for role, reg, comps in plan:
+        if role not in models:
+            continue
         model = load_model(models[role][0], arch=models[role][1]).eval()
         block: dict[str, Any] = {"region": reg, "by_compression": {}}
         for comp in comps:
