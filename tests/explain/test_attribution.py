@@ -171,6 +171,17 @@ def test_a_model_in_train_mode_is_explained_in_eval_mode_and_restored() -> None:
     torch.testing.assert_close(res.pixels, attribute("ig", model.eval(), x, 1, steps=8).pixels)
 
 
+def test_a_missing_library_names_its_install_command(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    with pytest.raises(UserError, match=r"needs pytorch_grad_cam \(pip install 'fstmatch\[gradcam\]'\)"):
+        attribute("gradcam", RedCam(), _images(), 1)
+    with pytest.raises(UserError, match=r"needs captum \(pip install captum"):
+        attribute("ig", RedCam(), _images(), 1)
+
+
 def test_bad_input_is_a_user_error() -> None:
     w = torch.randn(2, 3, 8, 8)
     x = _images()

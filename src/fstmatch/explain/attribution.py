@@ -160,12 +160,16 @@ def _targets(targets: Tensor | Sequence[int] | int, n: int, classes: int) -> Ten
     return t
 
 
-def _import(module: str, extra: str) -> ModuleType:
+#: how to install what an explainer imports
+_INSTALL = {"pytorch_grad_cam": "pip install 'fstmatch[gradcam]'", "captum": "pip install captum, or 'fstmatch[test]'"}
+
+
+def _import(module: str) -> ModuleType:
+    package = module.split(".")[0]
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise UserError(f"this explainer needs {module.split('.')[0]} (pip install 'fstmatch[{extra}]'); "
-                        f"importing it failed: {e}") from e
+        raise UserError(f"this explainer needs {package} ({_INSTALL[package]}); importing it failed: {e}") from e
 
 
 # -- Grad-CAM layer choice ----------------------------------------------------------------------------
@@ -243,8 +247,8 @@ ExplainFn = Callable[[nn.Module, Tensor, Tensor, "int | None", "str | nn.Module 
 def _cam(kind: str) -> ExplainFn:
     def run(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None, layer: Any,
             kw: dict) -> tuple[Tensor, dict]:
-        lib = _import("pytorch_grad_cam", "gradcam")
-        tgt = _import("pytorch_grad_cam.utils.model_targets", "gradcam")
+        lib = _import("pytorch_grad_cam")
+        tgt = _import("pytorch_grad_cam.utils.model_targets")
         inner = model.model
         if layer is None:
             if not isinstance(inner, nn.Module):
@@ -263,7 +267,7 @@ def _cam(kind: str) -> ExplainFn:
 
 def _ig(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None, layer: Any,
         kw: dict) -> tuple[Tensor, dict]:
-    captum = _import("captum.attr", "test")
+    captum = _import("captum.attr")
     steps = int(kw.pop("steps", 32))
     ig = captum.IntegratedGradients(model)
     attr, delta = ig.attribute(images, baselines=torch.zeros_like(images), target=targets.to(images.device),
@@ -274,7 +278,7 @@ def _ig(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None, lay
 
 def _occlusion(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None, layer: Any,
                kw: dict) -> tuple[Tensor, dict]:
-    captum = _import("captum.attr", "test")
+    captum = _import("captum.attr")
     _, c, h, w = images.shape
     if grid is None:
         raise UserError("occlusion occludes grid cells: pass grid=G (a divisor of the image size)")
@@ -291,7 +295,7 @@ def _occlusion(model: nn.Module, images: Tensor, targets: Tensor, grid: int | No
 
 def _saliency(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None, layer: Any,
               kw: dict) -> tuple[Tensor, dict]:
-    captum = _import("captum.attr", "test")
+    captum = _import("captum.attr")
     images = images.detach().clone().requires_grad_(True)
     attr = captum.Saliency(model).attribute(images, target=targets.to(images.device), abs=True)
     return attr.detach().amax(1).double().cpu(), {}
