@@ -218,7 +218,7 @@ def choose_cam_layer(model: nn.Module, image: Tensor, grid: int | None) -> str:
         sizes = ", ".join(f"{n} {s[2]}x{s[3]}" for n, s in conv[-8:])
         raise UserError(f"no convolutional layer of this model has a map as fine as the {grid}x{grid} grid "
                         f"(deepest ones: {sizes}); use a coarser grid or name one with layer=")
-    names = [n for n, _ in layers] or [n for n in modules if n][:40]
+    names = list(dict.fromkeys(n for n, _ in layers)) or [n for n in modules if n][:40]
     raise UserError(
         "Grad-CAM needs a convolutional layer and this model has none; name the layer with layer=... "
         f"(and, for token outputs such as a ViT's, reshape_transform=...). Layers it could use: {', '.join(names)}"
@@ -250,13 +250,9 @@ def _cam(kind: str) -> ExplainFn:
         lib = _import("pytorch_grad_cam")
         tgt = _import("pytorch_grad_cam.utils.model_targets")
         inner = model.model
-        if layer is None:
-            if not isinstance(inner, nn.Module):
-                raise UserError("Grad-CAM needs an nn.Module (its layers are hooked), got a plain callable")
-            name = choose_cam_layer(inner, images, grid)
-        else:
-            name = None
-        name, module = _resolve_layer(inner, name if layer is None else layer)
+        if not isinstance(inner, nn.Module):
+            raise UserError("Grad-CAM needs an nn.Module (its layers are hooked), got a plain callable")
+        name, module = _resolve_layer(inner, choose_cam_layer(inner, images, grid) if layer is None else layer)
         cls = {"gradcam": lib.GradCAM, "gradcam++": lib.GradCAMPlusPlus}[kind]
         with cls(model=model, target_layers=[module], reshape_transform=kw.pop("reshape_transform", None)) as cam:
             maps = cam(input_tensor=images, targets=[tgt.ClassifierOutputTarget(int(t)) for t in targets])
