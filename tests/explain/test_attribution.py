@@ -139,6 +139,20 @@ def test_gradcam_of_a_one_channel_map_is_that_map_min_max_scaled(name: str) -> N
     assert res.layer == "conv" and not res.signed and res.cells.shape == (2, 4, 4)
 
 
+def test_gradcam_of_a_single_logit_model() -> None:
+    """(N, 1) output z: class 1 is z (the red map again), class 0 is −z, whose Grad-CAM weight is
+    negative on a non-negative map, so ReLU leaves nothing."""
+    pytest.importorskip("pytorch_grad_cam")
+
+    class OneLogit(RedCam):
+        def forward(self, x: Tensor) -> Tensor:
+            return super().forward(x)[:, 1:]
+
+    x = _images()
+    torch.testing.assert_close(attribute("gradcam", OneLogit(), x, 1).pixels, attribute("gradcam", RedCam(), x, 1).pixels)
+    assert float(attribute("gradcam", OneLogit(), x, 0).pixels.abs().max()) == 0.0
+
+
 def test_gradcams_layer_is_the_deepest_as_fine_as_the_grid() -> None:
     model = create_model("det", width=4).eval()
     x = _images(1, 64)
