@@ -12,8 +12,9 @@ setup: $(STAMP)
 
 # torch and torchvision are installed first, pinned as a matching pair: torchvision's wheels are
 # built against one torch release, and PyPI's torchvision does not import beside another torch.
-# Here pip takes both wheels from local disk (CUDA builds; they run on the CPU), which is why the
-# pin is these exact versions; elsewhere pip downloads them (about 5.5 GB once installed). The
+# These exact versions are the ones this project's machines hold on local disk (pip's constraints
+# there cap torch at them); elsewhere pip downloads them. They are PyPI's CUDA builds, which run on
+# the CPU too: most of the 6.4 GB .venv. The
 # extras timm and gradcam (pytorch-grad-cam) come with the test extra, so their tests run for real.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
