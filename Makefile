@@ -14,8 +14,8 @@ setup: $(STAMP)
 # built against one torch release, and PyPI's torchvision does not import beside another torch.
 # These exact versions are the ones this project's machines hold on local disk (pip's constraints
 # there cap torch at them); elsewhere pip downloads them. They are PyPI's CUDA builds, which run on
-# the CPU too: most of the 6.4 GB .venv. The
-# extras timm and gradcam (pytorch-grad-cam) come with the test extra, so their tests run for real.
+# the CPU too: most of the 6.4 GB .venv. The extras timm and gradcam (pytorch-grad-cam) are
+# installed with the test extra, so their tests run for real.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
