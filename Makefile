@@ -10,13 +10,17 @@ DEMO_PRESET ?=
 
 setup: $(STAMP)
 
-# torch is installed first and pinned: torch==2.13.0 is a CPU build on local disk here, while an
-# unpinned torch would pull a multi-GB CUDA build.
+# torch and torchvision are installed first, pinned as a matching pair: torchvision's wheels are
+# built against one torch release, and PyPI's torchvision does not import beside another torch.
+# These exact versions are the ones this project's machines hold on local disk (pip's constraints
+# there cap torch at them); elsewhere pip downloads them. They are PyPI's CUDA builds, which run on
+# the CPU too: most of the 6.4 GB .venv. The extras timm and gradcam (pytorch-grad-cam) are
+# installed with the test extra, so their tests run for real.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,deepfakebench]'
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[test,deepfakebench,timm,gradcam]'
 	touch $(STAMP)
 
 # The default suite (fast) and then the slow end-to-end tests, as CI runs them.

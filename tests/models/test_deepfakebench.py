@@ -191,6 +191,12 @@ def test_efficientnetb4_without_the_package_is_a_user_error(monkeypatch) -> None
         create_model("deepfakebench:efficientnetb4")
 
 
+def test_xception_without_timm_is_a_user_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm.models.xception", None)
+    with pytest.raises(UserError, match=r"legacy_xception.*fstmatch\[deepfakebench\]"):
+        create_model("deepfakebench:xception")
+
+
 class _Touch:
     """Unpickling this creates a file: proof that a loader ran pickled code."""
 

@@ -13,9 +13,11 @@ its mean = std = 0.5 normalisation (``config/detector/*.yaml``). ``forward_featu
 pooled features (N, C) that its classifier's linear layer reads (after the ReLU, for Xception),
 ``forward_head`` that linear layer, ``forward_maps`` the maps before pooling.
 
-- ``xception``: written here with DeepfakeBench's parameter names (``training/networks/xception.py``,
-  the FaceForensics++ Xception: entry flow conv1/conv2, blocks 1-12, separable conv3/conv4,
-  ``last_linear``); ``mode: original``. ``dropout`` > 0 gives ``last_linear.1.*`` keys, as
+- ``xception``: timm's ``legacy_xception`` trunk (the FaceForensics++ Xception that DeepfakeBench's
+  ``training/networks/xception.py`` also is: entry flow conv1/conv2, blocks 1-12, separable
+  conv3/conv4), whose module names are DeepfakeBench's, with DeepfakeBench's ``last_linear``
+  (timm's ``fc``) and unused ``adjust_channel``; ``mode: original``; needs timm
+  (``pip install 'fstmatch[deepfakebench]'``). ``dropout`` > 0 gives ``last_linear.1.*`` keys, as
   DeepfakeBench's ``dropout`` option does.
 - ``efficientnetb4``: ``efficientnet_pytorch``'s EfficientNet-B4 (the package DeepfakeBench uses,
   an optional extra: ``pip install 'fstmatch[deepfakebench]'``), with DeepfakeBench's changes:
@@ -51,70 +53,38 @@ NATIVE_SIZE = 256
 # -- Xception (DeepfakeBench / FaceForensics++ layout) ---------------------------------------
 
 
-class SeparableConv2d(nn.Module):
-    """Depthwise ``conv1`` then 1x1 ``pointwise`` (keys as DeepfakeBench's)."""
-
-    def __init__(self, cin: int, cout: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
-                 bias: bool = False) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cin, kernel_size, stride, padding, groups=cin, bias=bias)
-        self.pointwise = nn.Conv2d(cin, cout, 1, 1, 0, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.pointwise(self.conv1(x))
+def _import_extra(module: str, why: str) -> ModuleType:
+    """``module``, or a UserError saying ``why`` it is needed and the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(f"{why} (pip install 'fstmatch[deepfakebench]'); importing {module} failed: {e}") from e
 
 
-class Block(nn.Module):
-    """Xception block: ``rep`` (ReLU, SeparableConv, BN) x reps [+ MaxPool], plus a skip
-    (1x1 conv ``skip`` + ``skipbn`` when the shape changes). ``rep`` keeps DeepfakeBench's indices:
-    its ReLUs occupy slots too (slot 0 dropped when the block does not start with a ReLU)."""
-
-    def __init__(self, cin: int, cout: int, reps: int, stride: int = 1, start_with_relu: bool = True,
-                 grow_first: bool = True) -> None:
-        super().__init__()
-        if cout != cin or stride != 1:
-            self.skip: nn.Module | None = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-            self.skipbn = nn.BatchNorm2d(cout)
-        else:
-            self.skip = None
-        layers: list[nn.Module] = []
-        channels = [(cin, cout)] + [(cout, cout)] * (reps - 1) if grow_first else [(cin, cin)] * (reps - 1) + [(cin, cout)]
-        for a, b in channels:
-            layers += [nn.ReLU(inplace=True), SeparableConv2d(a, b, 3, 1, 1), nn.BatchNorm2d(b)]
-        if start_with_relu:
-            layers[0] = nn.ReLU(inplace=False)  # the block's input is reused by the skip
-        else:
-            layers = layers[1:]
-        if stride != 1:
-            layers.append(nn.MaxPool2d(3, stride, 1))
-        self.rep = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        skip = x if self.skip is None else self.skipbn(self.skip(x))
-        return self.rep(x) + skip
+#: The trunk modules taken from timm's ``legacy_xception``, in forward order; their names (and so
+#: every key below them) are DeepfakeBench's.
+_TRUNK = ("conv1", "bn1", "conv2", "bn2", *(f"block{i}" for i in range(1, 13)), "conv3", "bn3", "conv4", "bn4")
 
 
 class Xception(nn.Module):
     """DeepfakeBench's Xception backbone (``mode: original``); ``features(x)`` -> (N, 2048, h, w)
-    maps for normalised x, ``classifier(maps)`` -> logits."""
+    maps for normalised x, ``classifier(maps)`` -> logits.
+
+    The trunk is timm's ``legacy_xception`` (the same FaceForensics++ Xception, module for module:
+    its ``conv1``/``bn1``, ``conv2``/``bn2``, ``block1..12`` with ``rep``/``skip``/``skipbn``,
+    separable ``conv3``/``conv4`` (``conv1`` depthwise + ``pointwise``), ``bn3``/``bn4``), registered
+    here under those same names, so DeepfakeBench's keys load with no remap; only timm's ``fc`` is
+    DeepfakeBench's ``last_linear`` (built here), and ``adjust_channel`` (unused by ``mode:
+    original``, but in its checkpoints) is kept.
+    """
 
     def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 3, 2, 0, bias=False)
-        self.bn1 = nn.BatchNorm2d(32)
+        lib = _import_extra("timm.models.xception", "deepfakebench:xception is built from timm's legacy_xception modules")
+        net = lib.Xception(num_classes=0)  # no classifier: ours is last_linear
+        for name in _TRUNK:
+            setattr(self, name, getattr(net, name))
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(32, 64, 3, bias=False)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.block1 = Block(64, 128, 2, 2, start_with_relu=False)
-        self.block2 = Block(128, 256, 2, 2)
-        self.block3 = Block(256, 728, 2, 2)
-        for i in range(4, 12):  # middle flow
-            setattr(self, f"block{i}", Block(728, 728, 3, 1))
-        self.block12 = Block(728, 1024, 2, 2, grow_first=False)
-        self.conv3 = SeparableConv2d(1024, 1536, 3, 1, 1)
-        self.bn3 = nn.BatchNorm2d(1536)
-        self.conv4 = SeparableConv2d(1536, 2048, 3, 1, 1)
-        self.bn4 = nn.BatchNorm2d(2048)
         linear = nn.Linear(2048, num_classes)
         self.last_linear: nn.Module = nn.Sequential(nn.Dropout(dropout), linear) if dropout else linear
         # Unused by mode "original", but in DeepfakeBench's module and so in its checkpoints.
@@ -142,23 +112,14 @@ class Xception(nn.Module):
 # -- EfficientNet-B4 (efficientnet_pytorch, DeepfakeBench's changes) --------------------------
 
 
-def _import_efficientnet() -> ModuleType:
-    try:
-        return importlib.import_module("efficientnet_pytorch")
-    except ImportError as e:
-        raise UserError(
-            "deepfakebench:efficientnetb4 needs efficientnet_pytorch, the package DeepfakeBench uses "
-            f"(pip install 'fstmatch[deepfakebench]'); importing it failed: {e}"
-        ) from e
-
-
 class EfficientNetB4(nn.Module):
     """DeepfakeBench's EfficientNet-B4 backbone: ``efficientnet`` (efficientnet_pytorch, plain-conv
     stem, no ``_fc``) and ``last_layer``; ``features`` -> (N, 1792, h, w)."""
 
     def __init__(self, num_classes: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        lib = _import_efficientnet()
+        lib = _import_extra("efficientnet_pytorch", "deepfakebench:efficientnetb4 needs efficientnet_pytorch, "
+                            "the package DeepfakeBench uses")
         # from_name builds what DeepfakeBench's from_pretrained builds, without downloading weights
         self.efficientnet = lib.EfficientNet.from_name("efficientnet-b4")
         self.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)

@@ -72,7 +72,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         factory = _REGISTRY[name]
         _check_kwargs(name, factory, kwargs)
         model = factory(**kwargs)
-    model.fst_meta = {"name": name, "kwargs": _rebuild_kwargs(name, kwargs)}
+    # a factory may infer arguments from the weights (timm: the classifier's size); they rebuild it too
+    inferred = getattr(model, "fst_inferred_kwargs", None) or {}
+    model.fst_meta = {"name": name, "kwargs": _rebuild_kwargs(name, {**inferred, **kwargs})}
     return model
 
 
