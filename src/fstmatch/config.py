@@ -40,11 +40,17 @@ def preset_names(kind: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+#: Presets that were removed, by (kind, name): what replaced them.
+RETIRED_PRESETS = {("demo", "small"): "the demo preset 'small' was replaced by 'laptop' (more identities, "
+                                      "and detectors that detect): use --preset laptop"}
+
+
 def load_preset(kind: str, name: str) -> dict[str, Any]:
     """The raw dict of a shipped preset; unknown names raise :class:`UserError` naming the choices."""
     names = preset_names(kind)
     if name not in names:
-        raise UserError(f"unknown {kind} preset {name!r}; choose from: {', '.join(names) or '(none)'}")
+        retired = RETIRED_PRESETS.get((kind, name))
+        raise UserError(retired or f"unknown {kind} preset {name!r}; choose from: {', '.join(names) or '(none)'}")
     text = (resources.files("fstmatch") / "presets" / kind / f"{name}.yaml").read_text("utf-8")
     return yaml.safe_load(text) or {}
 

@@ -15,7 +15,7 @@ from fstmatch.report import to_html, to_markdown
 from fstmatch.report.demo import demo_blocks
 
 
-@pytest.mark.parametrize("preset", ["laptop", "tiny", "small"])
+@pytest.mark.parametrize("preset", ["laptop", "tiny"])
 def test_presets_build_every_training_run(preset: str, tmp_path: Path) -> None:
     cfg = load_config(DemoConfig, kind="demo", preset=preset)
     runs = {name: demo_train_config(cfg, name, tmp_path / "manifest.jsonl") for name in RUNS}
@@ -96,3 +96,12 @@ def test_demo_report_renders_every_section(tmp_path: Path) -> None:
     html = to_html(blocks, tmp_path, "t")
     assert "figure missing: verify/h1_Q.png" in html and "<b>did not hold</b> here" in html
     assert html.startswith("<!DOCTYPE html>") and "&lt;" not in html.split("<body>")[0]
+
+
+def test_the_retired_small_demo_preset_names_its_successor() -> None:
+    from fstmatch.errors import UserError
+
+    with pytest.raises(UserError, match="replaced by 'laptop'"):
+        load_config(DemoConfig, kind="demo", preset="small")
+    with pytest.raises(UserError, match="choose from: laptop, tiny"):
+        load_config(DemoConfig, kind="demo", preset="huge")

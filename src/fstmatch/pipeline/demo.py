@@ -66,7 +66,8 @@ class DemoConfig:
     #: Training seeds of a multi-seed study (null: one run). The data (FST-Synth with ``seed``) is
     #: made once; every model is trained once per seed.
     seeds: tuple[int, ...] | None = None
-    #: A study's seeds running at once, each a process with one torch thread (0: one per CPU core).
+    #: Processes side by side, each with one torch thread (0: one per CPU core): a study's seeds, or
+    #: the seven trainings of a single run.
     jobs: int = 0
     #: Each seed of a study makes its own FST-Synth data (synth seed = the seed): the between-seed
     #: spread then includes the data's. Off: the data is made once and only the training varies.
@@ -77,7 +78,10 @@ class DemoConfig:
     runs: dict[str, Any] = field(default_factory=dict)  # per-run TrainConfig overrides, by run name
     verify: dict[str, Any] = field(default_factory=dict)  # VerifyConfig keys (manifest/checkpoints are filled in)
     test_batch_size: int = 128
-    threads: int | None = None  # torch CPU threads (null: torch's default)
+    #: torch CPU threads of a single run's stages that run in this process (verify, test; null:
+    #: torch's default, one per core). Processes side by side (a study's seeds, a single run's
+    #: trainings) always use one thread each: more would oversubscribe the cores.
+    threads: int | None = None
 
 
 def _fingerprint(obj: Any) -> str:
@@ -111,9 +115,82 @@ class Stages:
         print(f"[{self.label} {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
         return seconds
 
+    def run_many(self, jobs: list[tuple[str, Any, list[Path], Callable[[], Any]]], workers: int,
+                 cost: Callable[[str], float] | None = None) -> None:
+        """Run independent stages ``(name, settings, outputs, fn)``, ``workers`` at a time in worker
+        processes (one torch thread each; ``fn`` must be picklable), the costliest first by ``cost``;
+        only this process writes the state, as each stage finishes, and the state lists them in the
+        order given whatever order they finish in. ``workers <= 1``: one after the other, here."""
+        if workers <= 1:
+            for name, settings, outputs, fn in jobs:
+                self.run(name, settings, outputs, fn)
+            return
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        todo = []
+        for name, settings, outputs, fn in jobs:
+            fp = _fingerprint(settings)
+            done = self.state.get(name, {})
+            if done.get("fingerprint") == fp and all(p.exists() for p in outputs):
+                self.run(name, settings, outputs, fn)  # prints "done earlier"; skips
+            else:
+                todo.append((name, fp, fn))
+        if not todo:
+            return
+        if cost is not None:
+            todo.sort(key=lambda job: -cost(job[0]))
+        with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {}
+            for name, fp, fn in todo:
+                self.count += 1
+                print(f"[{self.label} {self.count}/{self.total}] {name} ... (in a worker process)", flush=True)
+                futures[pool.submit(_timed, fn)] = (name, fp)
+            for fut in cf.as_completed(futures):
+                name, fp = futures[fut]
+                seconds = fut.result()
+                self.state[name] = {"fingerprint": fp, "seconds": seconds}
+                atomic_write_json(self.path, self.state)
+                print(f"[{self.label}] {name}: {seconds:.0f} s", flush=True)
+        names = [job[0] for job in jobs]
+        self.state = {**{k: v for k, v in self.state.items() if k not in names},
+                      **{k: self.state[k] for k in names}}
+        atomic_write_json(self.path, self.state)
+
     def seconds(self, prefix: str = "") -> dict[str, float]:
         """Wall time of every recorded stage whose name starts with ``prefix`` (prefix removed)."""
         return {k[len(prefix):]: float(v["seconds"]) for k, v in self.state.items() if k.startswith(prefix)}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    """Run ``fn`` in a worker process with one torch thread; its wall time in seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    fn()
+    return round(time.perf_counter() - t0, 1)
+
+
+def _train_one_thread(tc: Any, run: Path, logged: bool) -> None:
+    """``train_run`` on one torch thread, so the weights do not depend on how many trainings ran
+    side by side; ``logged``: everything it prints goes to ``RUN/train.log`` (runs side by side)."""
+    import contextlib
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        if not logged:
+            train_run(tc, run)
+            return
+        with open(run / "train.log", "a", encoding="utf-8", buffering=1) as log, \
+                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            train_run(tc, run)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def demo_train_config(cfg: DemoConfig, name: str, manifest: Path, seed: int | None = None) -> Any:
@@ -164,17 +241,25 @@ def _check_seeds(cfg: DemoConfig) -> tuple[int, ...] | None:
 
 
 def _run_seed(stages: Stages, cfg: DemoConfig, where: Path, seed: int | None, manifest: Path,
-              prep_settings: dict[str, Any]) -> dict[str, Any]:
-    """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name."""
+              prep_settings: dict[str, Any], train_jobs: int = 1) -> dict[str, Any]:
+    """Stages 3-5 for one training seed into ``where``; returns the TrainConfigs by run name. The
+    seven trainings run ``train_jobs`` at a time (each with one torch thread)."""
+    import functools
+
     from fstmatch.data import read_manifest
     from fstmatch.hypotheses.verify import verify
 
     runs = where / "runs"
     train_cfgs = {name: demo_train_config(cfg, name, manifest, seed) for name in RUNS}
-    for name, tc in train_cfgs.items():
-        settings = {"data": prep_settings, "train": to_dict(tc)}
-        stages.run(f"train:{name}", settings, [runs / name / "model.safetensors"],
-                   lambda tc=tc, name=name: train_run(tc, runs / name))
+
+    def cost(stage: str) -> float:  # epochs x frames per epoch (the all-compression runs see 3x)
+        tc = train_cfgs[stage.split(":", 1)[1]]
+        return tc.epochs * (3 if tc.data.compressions is None else 1)
+
+    stages.run_many([(f"train:{name}", {"data": prep_settings, "train": to_dict(tc)},
+                      [runs / name / "model.safetensors"],
+                      functools.partial(_train_one_thread, tc, runs / name, train_jobs > 1))
+                     for name, tc in train_cfgs.items()], train_jobs, cost)
 
     checkpoints = {role: str(runs / role) for role in ("source", "target", "det", "det_paired", "det_unpaired")}
     checkpoints["fstmatching"] = str(runs / "fstmatching")
@@ -213,9 +298,10 @@ def _data(stages: Stages, cfg: DemoConfig, where: Path, seed: int) -> tuple[Path
 
 
 def _one_run(cfg: DemoConfig, preset: str, where: Path, seed: int | None, data: tuple[Path, dict[str, Any]] | None,
-             data_seconds: dict[str, float], label: str) -> dict[str, Any]:
+             data_seconds: dict[str, float], label: str, train_jobs: int = 1) -> dict[str, Any]:
     """One training seed, stages 3-6 (and 1-2 when ``data`` is None), into ``where``: its own
-    ``demo_state.json``, ``summary.json``, report and explorer. Returns the summary."""
+    ``demo_state.json``, ``summary.json``, report and explorer; its trainings ``train_jobs`` at a
+    time. Returns the summary."""
     from fstmatch.browse import write_explorer
     from fstmatch.pipeline.summary import build_summary
     from fstmatch.report.demo import write_demo_report
@@ -227,7 +313,7 @@ def _one_run(cfg: DemoConfig, preset: str, where: Path, seed: int | None, data: 
     if data is None:
         data = _data(stages, cfg, where, cfg.seed if seed is None else seed)
     manifest, prep_settings = data
-    train_cfgs = _run_seed(stages, cfg, where, seed, manifest, prep_settings)
+    train_cfgs = _run_seed(stages, cfg, where, seed, manifest, prep_settings, train_jobs)
     summary = build_summary(where, manifest, cfg, preset, train_cfgs, {**data_seconds, **stages.seconds()},
                             time.perf_counter() - t0, seed=seed)
     atomic_write_json(where / "summary.json", summary)
@@ -247,7 +333,7 @@ def _seed_job(job: tuple[dict[str, Any], str, str, int, tuple[str, dict[str, Any
     from fstmatch.config import from_dict as _from_dict
 
     cfg_dict, preset, out, seed, data, data_seconds = job
-    cfg = _from_dict(DemoConfig, cfg_dict)
+    cfg = _from_dict(DemoConfig, {**cfg_dict, "threads": 1})  # seeds side by side: one thread each
     torch.set_num_threads(1)
     where = Path(out) / f"seed-{seed}"
     where.mkdir(parents=True, exist_ok=True)
@@ -257,18 +343,24 @@ def _seed_job(job: tuple[dict[str, Any], str, str, int, tuple[str, dict[str, Any
         return _one_run(cfg, preset, where, seed, shared, data_seconds, label=f"seed-{seed}")
 
 
+def _jobs(cfg: DemoConfig, tasks: int) -> int:
+    """Processes to run ``tasks`` independent tasks with: ``cfg.jobs``, or one per CPU core."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cfg.jobs or cpus, tasks))
+
+
 def _run_study(cfg: DemoConfig, preset: str, out: Path, seeds: tuple[int, ...],
                data: tuple[Path, dict[str, Any]] | None, data_seconds: dict[str, float]) -> dict[int, dict[str, Any]]:
     """Every seed, ``jobs`` at a time in worker processes (in this process when one at a time), with
     a progress bar whose ETA counts finished seeds."""
     import concurrent.futures as cf
     import multiprocessing as mp
-    import os
 
     from tqdm import tqdm
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    jobs = min(cfg.jobs or cpus, len(seeds))
+    jobs = _jobs(cfg, len(seeds))
     shared = None if data is None else (str(data[0]), data[1])
     payload = [(to_dict(cfg), preset, str(out), k, shared, data_seconds) for k in seeds]
     summaries: dict[int, dict[str, Any]] = {}
@@ -307,8 +399,8 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, overrides: list[
         torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
 
-    if seeds is None:  # one run: every stage in this process, into DIR
-        return _one_run(cfg, preset, out, None, None, {}, label="demo")
+    if seeds is None:  # one run, into DIR: the trainings side by side on the cores, the rest here
+        return _one_run(cfg, preset, out, None, None, {}, label="demo", train_jobs=_jobs(cfg, 7))
 
     # a study: the shared data once (unless per seed), then every seed, then the aggregate
     from fstmatch.pipeline.study import build_study_summary
