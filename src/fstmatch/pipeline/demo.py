@@ -285,8 +285,10 @@ def _data(stages: Stages, cfg: DemoConfig, where: Path, seed: int) -> tuple[Path
     from fstmatch.data import prepare
     from fstmatch.synth import generate
 
+    from fstmatch.synth.codec import ENCODER
+
     data, prep = where / "data", where / "prep"
-    synth_settings = {**to_dict(cfg.synth), "seed": seed}
+    synth_settings = {**to_dict(cfg.synth), "seed": seed, "encoder": ENCODER}
     stages.run("synth", synth_settings, [data / "splits"],
                lambda: generate(data, preset=cfg.synth.preset, seed=seed, workers=cfg.synth.workers,
                                 progress=True))

@@ -1,8 +1,8 @@
 """Writing and reading FF++-style H.264 videos with PyAV.
 
-raw: libx264rgb CRF 0 (lossless RGB, decodes bit-exact); c23/c40: libx264 CRF 23/40, yuv420p —
-the settings FaceForensics++ used, but for one: the macroblock tree (``mbtree``) is off. One encoder
-thread: workers parallelise across videos.
+raw: libx264rgb CRF 0 (lossless RGB, decodes bit-exact); c23/c40: libx264, yuv420p, preset medium —
+FaceForensics++'s CRF 23/40 — but with the macroblock tree (``mbtree``) off, and the CRF that gives
+the same quality without it (:data:`X264_CRF`). One encoder thread: workers parallelise across videos.
 
 Why mbtree is off: with it on, the x264 that PyAV ships (core 165) gave different bitstreams, and
 different decoded pixels (up to 49/255), for the same frames encoded in different processes — 5
@@ -11,7 +11,14 @@ lookahead_threads=1 sliced_threads=0``. Input conversion is not the cause (the y
 identical, and feeding yuv420p directly varied as well), nor is the CPU (pinning one core still
 varied). Turning off either the mbtree (its B-frame cost propagation) or B-frames made 8 of 8 runs
 identical; mbtree only moves bits between frames, so it is the smaller departure from FF++'s
-encoder. ``docs/synth.md`` ("Reproducibility") has the measurements.
+encoder.
+
+Without the mbtree, the same CRF keeps more detail (the tree takes bits from blocks that later
+frames do not reference), so c40 would be easier than FF++'s. :data:`X264_CRF` gives the CRF that
+matches FF++'s encoder (CRF 23/40, mbtree on) in PSNR: 20 fake videos of the ``small`` preset
+(2026-12-07), mean PSNR to raw / bytes: mbtree on CRF 40 28.05 dB / 5,084; off CRF 41 28.07 dB /
+5,093 (CRF 40: 28.44 dB / 5,341). On CRF 23: 32.81 dB / 28,632; off CRF 23 32.91 dB, CRF 24 32.71 dB,
+so 23.5. ``docs/synth.md`` ("Reproducibility") has the measurements.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ import numpy as np
 
 from fstmatch.ffpp import CRF
 
+#: x264's CRF with the mbtree off that matches FF++'s CRF (``fstmatch.ffpp.CRF``, mbtree on) in PSNR.
+X264_CRF: dict[str, float] = {"raw": CRF["raw"], "c23": 23.5, "c40": 41.0}
+X264_PARAMS = "mbtree=0"  # c23/c40 only (determinism: see above)
+#: What the encoder does beyond the synth config: recorded in synth.json, and a set made otherwise is
+#: not resumed into (its videos would mix two encoders).
+ENCODER = {"x264_crf": X264_CRF, "x264_params": X264_PARAMS}
+
 
 def encode_video(path: str | Path, frames: np.ndarray, comp: str, fps: int = 25, preset: str = "medium") -> None:
     """Write ``frames`` uint8 ``(T, H, W, 3)`` RGB to ``path`` (``.mp4``) at compression ``comp``."""
@@ -34,9 +48,9 @@ def encode_video(path: str | Path, frames: np.ndarray, comp: str, fps: int = 25,
         stream.width, stream.height = w, h
         stream.pix_fmt = "rgb24" if lossless else "yuv420p"
         stream.thread_count = 1
-        stream.options = {"crf": str(CRF[comp]), "preset": preset, "threads": "1"}
+        stream.options = {"crf": str(X264_CRF[comp]), "preset": preset, "threads": "1"}
         if not lossless:
-            stream.options = {**stream.options, "x264-params": "mbtree=0"}  # determinism: see above
+            stream.options = {**stream.options, "x264-params": X264_PARAMS}
         for i in range(t):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
             for packet in stream.encode(frame):

@@ -209,7 +209,8 @@ def _prepare_out(out: Path, record: dict, overwrite: bool) -> None:
             previous = json.loads(marker.read_text("utf-8"))
         except json.JSONDecodeError:
             previous = {}
-        same = {k: previous.get(k) for k in ("seed", "config")} == {k: record[k] for k in ("seed", "config")}
+        keys = ("seed", "config", "encoder")
+        same = {k: previous.get(k) for k in keys} == {k: json.loads(json.dumps(record[k])) for k in keys}
         if same:  # resume: finished videos are skipped, leftovers of a killed run removed
             for name in _OWNED[:3]:
                 for stale in (out / name).rglob(".*.tmp-*"):
@@ -217,7 +218,9 @@ def _prepare_out(out: Path, record: dict, overwrite: bool) -> None:
             return
         raise UserError(
             f"{out} holds an FST-Synth set made with other settings (preset {previous.get('preset')!r}, "
-            f"seed {previous.get('seed')}); pass --overwrite to replace it, or choose another folder"
+            f"seed {previous.get('seed')}"
+            + (", another video encoder" if previous.get("encoder") != json.loads(json.dumps(record["encoder"])) else "")
+            + "); pass --overwrite to replace it, or choose another folder"
         )
     raise UserError(f"output folder {out} is not empty; pass --overwrite to write into it, or choose an empty folder")
 
@@ -249,8 +252,10 @@ def generate(
         raise UserError(f"workers must be >= 1, got {workers}")
     cfg = config if config is not None else load_config(SynthConfig, kind="synth", preset=preset, overrides=overrides)
     out = Path(out)
+    from fstmatch.synth.codec import ENCODER
+
     record = {"preset": preset if config is None else None, "seed": int(seed), "config": to_dict(cfg),
-              "complete": False}
+              "encoder": ENCODER, "complete": False}
     _prepare_out(out, record, overwrite)
     splits = make_splits(cfg, seed)
     jobs = plan_videos(cfg, splits)
