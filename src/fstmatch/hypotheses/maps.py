@@ -286,8 +286,8 @@ class MapStore:
         role = name.rpartition("__")[0] or name
         meta = {"settings": settings, "model": role, "variant": variant, "grid": self.shapley.grid,
                 "seed": seed, "amp": self.shapley.amp}
-        # 32 images a call: the regression estimators' fit is shared by a call's images (12 % of a
-        # map's time at 8 a call on the laptop preset's det, 6 % at 32; 2026-12-07)
+        # 32 images a call: the regression estimators' fit is shared by a call's images (22 % of a
+        # map's time at 8 a call on the laptop preset's det, 14 % at 32; 2026-12-07, loaded box)
         chunk, last_write = 32, time.monotonic()
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
