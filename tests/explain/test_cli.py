@@ -28,7 +28,7 @@ def _save(tmp_path: Path, name: str, **kw) -> Path:
 
 def _args(ckpt: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["explain", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--canvas", "32",
-            "--grid", "4", "--permutations", "2", "--no-progress", *extra]
+            "--grid", "4", "--budget", "2", "--no-progress", *extra]
 
 
 def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest: Path, capsys) -> None:
@@ -62,7 +62,7 @@ def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest:
 def test_explain_follows_the_model_role(tmp_path: Path, manifest: Path) -> None:
     ckpt = _save(tmp_path, "target", num_identities=20)
     out = tmp_path / "maps"
-    assert main(_args(ckpt, manifest, out, "--methods", "Deepfakes", "--limit", "1", "--no-overlay")) == 0
+    assert main(_args(ckpt, manifest, out, "--manipulations", "Deepfakes", "--limit", "1", "--no-overlay")) == 0
     (npz,) = out.glob("*.npz")
     with np.load(npz) as z:
         assert str(z["target_kind"]) == "target" and int(z["explained_class"]) == 17
@@ -88,21 +88,37 @@ def test_cli_method_choices_match_the_engine() -> None:
     from fstmatch.cli import explain as cli_explain
     from fstmatch.explain import _core
 
-    assert cli_explain.METHODS == _core.METHODS
-    assert cli_explain.DEFAULT_METHOD == _core.DEFAULT_METHOD
+    assert cli_explain.ESTIMATORS == _core.ESTIMATORS
+    assert cli_explain.DEFAULT_ESTIMATOR == _core.DEFAULT_ESTIMATOR
 
 
 def test_explain_methods_and_no_antithetic(tmp_path: Path, manifest: Path, capsys) -> None:
     ckpt = _save(tmp_path, "det")
     out = tmp_path / "plain"  # --no-antithetic alone means the plain walk
     assert main(_args(ckpt, manifest, out, "--no-antithetic", "--limit", "1", "--no-overlay")) == 0
-    assert json.loads((out / "explain.json").read_text())["method"] == "permutation"
+    assert json.loads((out / "explain.json").read_text())["estimator"] == "permutation"
     out = tmp_path / "lev"
-    assert main(_args(ckpt, manifest, out, "--method", "leverage", "--limit", "1", "--no-overlay",
-                      "--permutations", "8")) == 0
+    assert main(_args(ckpt, manifest, out, "--estimator", "leverage", "--limit", "1", "--no-overlay",
+                      "--budget", "8")) == 0
     (npz,) = out.glob("*.npz")
     with np.load(npz) as z:
         assert int(z["n_forward"]) == 2 + 8 * 15 and np.isfinite(z["values"]).all()
-    # auto cannot run a plain walk: a clear error, exit 2
-    assert main(_args(ckpt, manifest, tmp_path / "x", "--method", "auto", "--no-antithetic")) == 2
+    # only the walk runs without antithetic pairs: a clear error, exit 2
+    assert main(_args(ckpt, manifest, tmp_path / "x", "--estimator", "spline", "--no-antithetic")) == 2
     assert "antithetic=False" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("old", "new"), [("--method", "--estimator"), ("--methods", "--manipulations"),
+                                          ("--permutations", "--budget")])
+def test_renamed_options_are_errors_naming_the_new(tmp_path: Path, manifest: Path, capsys, old, new) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "--checkpoint", "x", "--data", str(manifest), "--out", str(tmp_path), old, "spline"])
+    assert e.value.code == 2
+    assert f"{old} was renamed {new}" in capsys.readouterr().err
+
+
+def test_explain_manipulations_filter(tmp_path: Path, manifest: Path) -> None:
+    ckpt = _save(tmp_path, "det")
+    out = tmp_path / "real"
+    assert main(_args(ckpt, manifest, out, "--manipulations", "real", "--no-overlay")) == 0
+    assert [p.name for p in out.glob("*.npz")] == ["real__c23__003__0000.npz"]

@@ -10,6 +10,7 @@ from fstmatch.cli._common import (
     add_geometry_arguments,
     add_methods_argument,
     add_model_arguments,
+    add_renamed_flags,
     positive_int,
 )
 from fstmatch.ffpp import SPLITS
@@ -28,21 +29,25 @@ Multi-process: torchrun --nproc_per_node N -m fstmatch explain ... (images split
 
 examples:
   fstmatch explain --checkpoint runs/det --data prep --split test --limit 20 --out maps/det
-  fstmatch explain --checkpoint runs/src --data prep --methods Deepfakes --compressions raw c23 c40 \\
-      --grid 16 --permutations 64 --out maps/src
+  fstmatch explain --checkpoint runs/src --data prep --manipulations Deepfakes --compressions raw c23 c40 \\
+      --grid 16 --budget 64 --out maps/src
   fstmatch explain --checkpoint xception_best.pth --arch deepfakebench:xception --convention deepfakebench \\
       --data prep --limit 20 --out maps/xception
 """
 
-#: fstmatch.explain.METHODS and its default, spelled out so that `fstmatch --help` does not import torch
+#: fstmatch.explain.ESTIMATORS and its default, spelled out so that `fstmatch --help` does not import torch
 #: (tests/explain/test_cli.py checks they match)
-METHODS = ("spline", "auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
-DEFAULT_METHOD = "spline"
+ESTIMATORS = ("spline", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+DEFAULT_ESTIMATOR = "spline"
+#: old option -> its new name (an old spelling is an error naming the new one)
+RENAMED_FLAGS = {"--method": "--estimator", "--methods": "--manipulations", "--permutations": "--budget"}
+#: explain.json keys written before the renames -> their names now
+_RENAMED_KEYS = {"method": "estimator", "permutations": "budget"}
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
 #: settings that must match when resuming into an existing DIR
-_RESUME_KEYS = ("checkpoint", "arch", "grid", "method", "permutations", "antithetic", "baseline", "target_kind",
+_RESUME_KEYS = ("checkpoint", "arch", "grid", "estimator", "budget", "antithetic", "baseline", "target_kind",
                 "dtype", "seed", "max_stderr", "convention", "canvas", "face_width", "scale")
 
 
@@ -55,19 +60,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to explain (default: %(default)s)")
-    add_methods_argument(p, include_real=True)
+    add_methods_argument(p, include_real=True, flag="--manipulations")
     add_compressions_argument(p)
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
     p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
-    p.add_argument("--permutations", type=positive_int, metavar="P",
-                   help="budget: orderings' worth of forwards per image (default 64; the regression methods spend as many "
-                        "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
-    p.add_argument("--method", choices=METHODS, default=None,
-                   help=f"estimator (default: {DEFAULT_METHOD}, or permutation with --no-antithetic; "
+    p.add_argument("--budget", type=positive_int, metavar="P",
+                   help="orderings' worth of forwards per image, 2 + P*(grid^2-1) (default 64), or orderings per "
+                        "cell (reference; the paper's m, default 100)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help=f"Shapley estimator (default: {DEFAULT_ESTIMATOR}, or permutation with --no-antithetic; "
                         "docs/explain.md compares them)")
-    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --method permutation)")
+    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --estimator permutation)")
     p.add_argument("--max-stderr", type=float, metavar="SE",
-                   help="sampling methods: stop once every cell's standard error is below SE (--permutations caps)")
+                   help="sampling estimators: stop once every cell's standard error is below SE (--budget caps)")
+    add_renamed_flags(p, RENAMED_FLAGS)
     p.add_argument("--baseline", choices=("zero", "mean", "blur"), default="zero",
                    help="what replaces absent cells (default: %(default)s = black pixels)")
     p.add_argument("--target-kind", choices=("auto", "det", "source", "target"), default="auto",
@@ -117,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from fstmatch.utils.dist import barrier, cleanup, init_distributed
     from fstmatch.utils.io import atomic_savez, atomic_write_json
 
-    if args.method is None:
-        args.method = "permutation" if args.no_antithetic else DEFAULT_METHOD
+    if args.estimator is None:
+        args.estimator = "permutation" if args.no_antithetic else DEFAULT_ESTIMATOR
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
     geometry = resolve_geometry(args, args.checkpoint)
@@ -135,13 +141,13 @@ def run(args: argparse.Namespace) -> int:
         if args.limit:
             rows = rows[: args.limit]
         settings = {"checkpoint": str(args.checkpoint.resolve()), "arch": args.arch, "grid": args.grid,
-                    "method": args.method,
-                    "permutations": args.permutations, "antithetic": not args.no_antithetic,
+                    "estimator": args.estimator,
+                    "budget": args.budget, "antithetic": not args.no_antithetic,
                     "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
                     "seed": args.seed, "max_stderr": args.max_stderr, **geometry}
         config_path = args.out / "explain.json"
         if config_path.exists():
-            old = json.loads(config_path.read_text())
+            old = {_RENAMED_KEYS.get(k, k): v for k, v in json.loads(config_path.read_text()).items()}
             changed = [k for k in _RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings[k]]
             if changed:
                 raise UserError(
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         if info.is_main:
             atomic_write_json(config_path, {**settings, "model": getattr(model, "fst_meta", {})})
             print(f"fstmatch explain: {len(rows)} faces, {len(rows) - len(todo)} already done, "
-                  f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
+                  f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.estimator})", flush=True)
         if not todo:
             return 0
         data = FaceDataset(todo, root, **geometry)
@@ -164,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
             items = [data[i] for i in range(start, min(start + step, len(todo)))]
             images = torch.stack([it["image"] for it in items])
             targets = torch.stack([it[key] for it in items])
-            res = shapley(model, images, targets, grid=args.grid, n_permutations=args.permutations,
-                          method=args.method, antithetic=not args.no_antithetic, baseline=args.baseline,
+            res = shapley(model, images, targets, grid=args.grid, budget=args.budget,
+                          estimator=args.estimator, antithetic=not args.no_antithetic, baselines=args.baseline,
                           batch_size=args.batch_size, seed=args.seed, max_stderr=args.max_stderr,
                           dtype=torch.bfloat16 if args.bf16 else None, distributed=info.world_size > 1)
             if info.is_main:
