@@ -179,7 +179,7 @@ class MapStore:
     """Computes Shapley maps and caches them in ``folder/<name>.npz`` keyed by image id.
 
     A cache file is reused only when it was made with the same settings (checkpoint file, its size
-    and modification time, grid, permutations, estimator, seed, amp, convention, canvas, face width, scale); otherwise it
+    and modification time, grid, budget, estimator, seed, weights dtype, convention, canvas, face width, scale); otherwise it
     is recomputed. Each cached map also carries a digest of the exact input image it was computed on,
     and is recomputed when the image differs (re-prepared crops, changed alignment code: the settings
     alone would not notice).
@@ -199,7 +199,8 @@ class MapStore:
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
-                "grid": s.grid, "permutations": s.permutations, "method": s.method, "seed": seed, "amp": s.amp,
+                "grid": s.grid, "budget": s.budget, "estimator": s.estimator, "seed": seed,
+                "weights_dtype": s.weights_dtype,
                 **i.geometry()}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, int, str]]:
@@ -240,9 +241,9 @@ class MapStore:
                 print(f"  shapley {desc or name}: images {start + 1}-{start + len(part)} of {len(todo)}", flush=True)
             res = shapley(
                 model, images[part].to(self.device), torch.tensor([int(targets[k]) for k in part]),
-                grid=self.shapley.grid, n_permutations=self.shapley.permutations, method=self.shapley.method,
+                grid=self.shapley.grid, budget=self.shapley.budget, estimator=self.shapley.estimator,
                 batch_size=self.shapley.batch_size, seed=seed,
-                dtype=torch.bfloat16 if self.shapley.amp == "bf16" else None, progress=self.progress,
+                dtype=torch.bfloat16 if self.shapley.weights_dtype == "bfloat16" else None, progress=self.progress,
             )
             values = res.values.detach().cpu().numpy()
             stderr = res.stderr.detach().cpu().numpy()
