@@ -48,10 +48,13 @@ def _hull(points: np.ndarray) -> np.ndarray:
     """Convex hull (monotone chain), counter-clockwise, (V, 2)."""
     pts = sorted(map(tuple, points))
 
+    def turn(o, a, b) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
     def half(seq):
         out: list = []
         for p in seq:
-            while len(out) >= 2 and np.cross(np.subtract(out[-1], out[-2]), np.subtract(p, out[-2])) <= 0:
+            while len(out) >= 2 and turn(out[-2], out[-1], p) <= 0:
                 out.pop()
             out.append(p)
         return out
