@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,deepfakebench]'
+	$(BIN)/pip install --quiet -e '.[all,test,deepfakebench]'
 	touch $(STAMP)
 
 # The default suite (fast) and then the slow end-to-end tests, as CI runs them.
