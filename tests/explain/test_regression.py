@@ -101,7 +101,7 @@ def test_max_stderr_stops_each_image(game3, method) -> None:
 def test_auto_was_removed_with_a_clear_error(game3, ones12) -> None:
     from fstmatch.explain import ShapleyInputError
 
-    with pytest.raises(ShapleyInputError, match="'auto' was removed.*use 'spline'"):
+    with pytest.raises(ShapleyInputError, match=r"'auto' was removed.*use 'spline'"):
         shapley(game3, ones12, [0, 1], grid=3, estimator="auto")
 
 

@@ -16,7 +16,7 @@ def test_old_shapley_keys_name_the_new(old: str, new: str) -> None:
 
 
 def test_auto_estimator_was_removed() -> None:
-    with pytest.raises(UserError, match="'auto' was removed.*use 'spline'"):
+    with pytest.raises(UserError, match=r"'auto' was removed.*use 'spline'"):
         from_dict(VerifyConfig, {"shapley": {"estimator": "auto"}})
     with pytest.raises(UserError, match="must be one of"):
         from_dict(VerifyConfig, {"shapley": {"estimator": "shap"}})

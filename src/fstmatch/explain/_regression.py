@@ -32,6 +32,7 @@ ends, so a comparison of estimators at equal ``budget`` is at equal forwards.
 from __future__ import annotations
 
 import math
+
 import torch
 
 from fstmatch.explain._result import EstimatorExtras
