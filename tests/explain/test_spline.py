@@ -155,3 +155,18 @@ def test_combinations_helper_is_consistent() -> None:
     v = (z.double().sum(1)) ** 2
     phi = _exact_shapley(v, z)
     torch.testing.assert_close(phi.sum(), v[-1] - v[0], atol=1e-12, rtol=0)
+
+
+def test_a_stopped_run_equals_a_fixed_run_of_its_size(game3, ones12) -> None:
+    """Knots follow the pairs drawn so far: an image stopped after P orderings' worth has the values of a
+    fixed run of P (before, the knots came from the cap, so the two differed)."""
+    fixed = {p: shapley(game3, ones12, [0, 1], grid=3, budget=p, seed=2) for p in (16, 32, 48, 64)}
+    assert fixed[16].extras.spline_knots < fixed[64].extras.spline_knots  # the knots do change on the way
+    seen = set()
+    for target in sorted({float(r.stderr[i].amax()) * 1.0001 for r in fixed.values() for i in range(2)}):
+        stopped = shapley(game3, ones12, [0, 1], grid=3, budget=64, max_stderr=target, seed=2)
+        for i, p in enumerate(stopped.n_permutations.tolist()):
+            torch.testing.assert_close(stopped.values[i], fixed[p].values[i], atol=1e-12, rtol=0)
+            torch.testing.assert_close(stopped.stderr[i], fixed[p].stderr[i], atol=1e-12, rtol=0)
+            seen.add(p)
+    assert 16 in seen and len(seen) >= 2, seen
