@@ -13,10 +13,13 @@ where it applies), ``--reps`` seeds per budget; a run's time is the whole ``shap
 regressions' fit included). ``reference`` is the paper's sampler (per cell, m orderings, two
 forwards each) run by this engine, so the speed-up is the estimator's alone, not the engine's.
 
-Equal error: for each estimator, the median error and median time over faces and seeds at each
-budget; the time it needs for the reference's median error at each m is interpolated log-log
-between its budgets (extrapolated with err ~ time^-1/2 outside them). Speed-up = reference time /
-estimator time at that error (and the same for forwards).
+Equal error: the median error and median time over faces and seeds of every (estimator, budget).
+The paper's estimator is a plain Monte Carlo mean per cell (m i.i.d. marginals), so its error falls
+as m^-1/2 (checked between the m measured: the table's ``reference`` rows); the time it needs for
+an estimator's error e is ``t_ref(m) * (err_ref(m) / e)^2`` from its largest m measured.
+Speed-up = that time / the estimator's time (the same for forwards). Between fstmatch's estimators,
+``equal_error`` compares them at each one's measured errors, interpolating the other log-log between
+its budgets (no extrapolation: None outside the budgets measured).
 
 Models: ``--model torchvision-resnet18`` (random weights, ``torch.manual_seed(0)``; the engine's
 batched path), ``--model fstmatch-resnet18`` (fstmatch's ResNet-18 w64, random, seed 0: the walk
@@ -66,17 +69,37 @@ def error(values: np.ndarray, truth: np.ndarray, truth_se: np.ndarray) -> float:
     return math.sqrt(max(e2, 0.0) / max(float((truth**2).sum()) - t_var, 1e-30))
 
 
-def time_at(points: list[tuple[float, float, float]], target: float) -> tuple[float, float]:
-    """(time, forwards) at error ``target`` from (error, time, forwards) points, log-log interpolation
-    between the two nearest budgets; outside them err ~ cost^-1/2 from the nearest point."""
-    pts = sorted(points, key=lambda p: -p[0])  # descending error = ascending budget
-    for (e0, t0, f0), (e1, t1, f1) in itertools.pairwise(pts):
+def time_at(points: list[tuple[float, float, float]], target: float) -> float | None:
+    """Time at error ``target`` from (error, time, forwards) points of increasing budget, log-log
+    interpolation between the two budgets around it; None outside them."""
+    for (e0, t0, _), (e1, t1, _) in itertools.pairwise(points):
         if e1 <= target <= e0 and e0 > e1 > 0:
             w = math.log(e0 / target) / math.log(e0 / e1)
-            return math.exp((1 - w) * math.log(t0) + w * math.log(t1)), math.exp((1 - w) * math.log(f0) + w * math.log(f1))
-    e, t, f = min(pts, key=lambda p: abs(math.log(max(p[0], 1e-30) / target)))
-    scale = (e / target) ** 2
-    return t * scale, f * scale
+            return math.exp((1 - w) * math.log(t0) + w * math.log(t1))
+    return None
+
+
+def speedups(table: dict, ref_m: list[str], estimators: list[str], budgets: list[str]) -> tuple[dict, dict]:
+    """(speed-up over the paper's estimator at each estimator's error, wall clock between estimators)."""
+    ref = table[f"reference@{ref_m[-1]}"]
+    out = {}
+    for est in estimators:
+        for b in budgets:
+            row = table[f"{est}@{b}"]
+            factor = (ref["err"] / max(row["err"], 1e-30)) ** 2
+            out[f"{est}@{b}"] = {"err": row["err"], "reference_m_needed": float(ref_m[-1]) * factor,
+                                 "wall_clock": ref["seconds"] * factor / row["seconds"],
+                                 "forwards": ref["forwards"] * factor / row["forwards"]}
+    between = {}
+    for a in estimators:
+        for other in estimators:
+            if a == other:
+                continue
+            pts = [(table[f"{other}@{b}"]["err"], table[f"{other}@{b}"]["seconds"], 0.0) for b in budgets]
+            for b in budgets:
+                t = time_at(pts, table[f"{a}@{b}"]["err"])
+                between[f"{other} / {a}@{b}"] = None if t is None else t / table[f"{a}@{b}"]["seconds"]
+    return out, between
 
 
 def main() -> None:
@@ -120,16 +143,12 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     table = {k: {"err": statistics.median(r[1] for r in v), "seconds": statistics.median(r[2] for r in v),
                  "forwards": statistics.median(r[3] for r in v), "runs": len(v)} for k, v in runs.items()}
-    speedup = {}
-    for m in args.ref_m.split(","):
-        ref = table[f"reference@{m}"]
-        for est in args.estimators.split(","):
-            pts = [(table[f"{est}@{b}"]["err"], table[f"{est}@{b}"]["seconds"], table[f"{est}@{b}"]["forwards"])
-                   for b in args.budgets.split(",")]
-            sec, fwd = time_at(pts, ref["err"])
-            speedup[f"{est} vs reference m={m}"] = {"at_error": ref["err"], "wall_clock": ref["seconds"] / sec,
-                                                    "forwards": ref["forwards"] / fwd, "seconds": sec}
-    report = {"table": table, "speedup": speedup,
+    speedup, between = speedups(table, args.ref_m.split(","), args.estimators.split(","), args.budgets.split(","))
+    ref = [table[f"reference@{m}"] for m in args.ref_m.split(",")]
+    law = {f"m={a}->{b}": {"err_ratio": ra["err"] / rb["err"], "expected": math.sqrt(int(b) / int(a))}
+           for (a, ra), (b, rb) in itertools.pairwise(zip(args.ref_m.split(","), ref))}
+    report = {"table": table, "speedup_over_reference": speedup, "reference_error_law": law,
+              "wall_clock_at_equal_error": between,
               "setup": {**{k: str(v) for k, v in vars(args).items()}, "ids": ids, "threads": 1,
                         "torch": torch.__version__, "load": os.getloadavg(),
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
