@@ -182,8 +182,10 @@ def test_images_follow_the_model_dtype() -> None:
 def test_old_keywords_still_work_with_a_deprecation_warning() -> None:
     game, x = CellGame(2), torch.ones(1, 3, 8, 8)
     new = shapley(game, x, target=0, grid=2, estimator="permutation", budget=4, baselines="mean")
-    with pytest.warns(DeprecationWarning, match="renamed estimator"):
+    with pytest.warns(DeprecationWarning) as caught:
         old = shapley(game, x, targets=0, grid=2, method="permutation", n_permutations=4, baseline="mean")
+    assert sorted(str(w.message) for w in caught) == [f"shapley({o}=...) is renamed {n}=..." for o, n in (
+        ("baseline", "baselines"), ("method", "estimator"), ("n_permutations", "budget"), ("targets", "target"))]
     torch.testing.assert_close(old.values, new.values)
     with pytest.raises(TypeError, match="estimator= only"):
         shapley(game, x, 0, grid=2, estimator="exact", method="exact")

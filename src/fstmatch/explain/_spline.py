@@ -1,4 +1,4 @@
-"""Size-spline KernelSHAP (``method="spline"``): the Shapley kernel's least-squares fit of cell
+"""Size-spline KernelSHAP (``estimator="spline"``): the Shapley kernel's least-squares fit of cell
 effects that change with the coalition size, and the exact Shapley values of that fit.
 
 Proxy model, with ``y(S) = v(S) - v(∅)``, ``z`` the indicator of S, ``s = |S|`` and ``B_l`` the
