@@ -122,3 +122,9 @@ def test_explain_manipulations_filter(tmp_path: Path, manifest: Path) -> None:
     out = tmp_path / "real"
     assert main(_args(ckpt, manifest, out, "--manipulations", "real", "--no-overlay")) == 0
     assert [p.name for p in out.glob("*.npz")] == ["real__c23__003__0000.npz"]
+
+
+def test_the_removed_auto_estimator_names_spline(tmp_path: Path, manifest: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["explain", "--checkpoint", "x", "--data", str(manifest), "--out", str(tmp_path), "--estimator", "auto"])
+    assert "'auto' was removed" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=positive_int, metavar="P",
                    help="orderings' worth of forwards per image, 2 + P*(grid^2-1) (default 64), or orderings per "
                         "cell (reference; the paper's m, default 100)")
-    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+    p.add_argument("--estimator", type=_estimator, choices=ESTIMATORS, default=None,
                    help=f"Shapley estimator (default: {DEFAULT_ESTIMATOR}, or permutation with --no-antithetic; "
                         "docs/explain.md compares them)")
     p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --estimator permutation)")
@@ -85,6 +85,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _estimator(name: str) -> str:
+    if name == "auto":
+        raise argparse.ArgumentTypeError("the estimator 'auto' was removed (spline beats it on every game measured): "
+                                         "use spline (the default)")
+    return name
 
 
 def resolve_target_kind(requested: str, meta: dict, num_classes: int | None = None) -> str:
