@@ -28,7 +28,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 demo: setup
 	$(BIN)/fstmatch demo --out $(DEMO_OUT) --preset $(DEMO_PRESET)
