@@ -125,6 +125,26 @@ def test_a_gap_in_one_image_of_a_batch_names_it() -> None:
 def test_target_needed_when_the_function_has_several_outputs() -> None:
     with pytest.raises(ShapleyInputError, match="out of range"):
         shapley(lambda x: x.flatten(1)[:, :1], torch.rand(1, 3, 4, 4), 1, grid=2, estimator="exact")
+    with pytest.raises(ShapleyInputError, match=r"returned \(16, 3\) \(3 outputs per input\): pass target="):
+        shapley(lambda x: x.flatten(1)[:, :3], torch.rand(1, 3, 4, 4), grid=2, estimator="exact")
+
+
+def test_a_module_with_extra_forward_args_is_folded_and_exact() -> None:
+    from .toys import small_cnn
+
+    class Shifted(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_cnn()
+
+        def forward(self, x, shift):
+            return self.net(x) + shift.view(-1, 1)
+
+    model, images, shift = Shifted().eval(), torch.rand(2, 3, 8, 8), torch.tensor([0.5, -1.0])
+    res = shapley(model, images, [0, 1], grid=2, estimator="exact", additional_forward_args=shift)
+    plain = shapley(model.net, images, [0, 1], grid=2, estimator="exact")
+    torch.testing.assert_close(res.values, plain.values, atol=1e-5, rtol=1e-5)  # a constant shift has no value
+    torch.testing.assert_close(res.v_full, plain.v_full + shift.double(), atol=1e-5, rtol=1e-5)
 
 
 def test_to_pixels_carries_each_players_value() -> None:

@@ -198,7 +198,8 @@ def shapley(
         distributed = _dist.world_size() > 1
     device, _ = _utils.model_device(forward_func, images)
     args = ForwardArgs(additional_forward_args, images.shape[0], device)
-    run = dict(grid=grid, cell=cell, n_players=n_players, labels=labels, forward_args=args, method=estimator,
+    run = dict(grid=grid, cell=cell, n_players=n_players, labels=labels, forward_args=args,
+               single_output=target is None, method=estimator,
                n_perm=n_perm, antithetic=antithetic, baseline=baselines, batch_size=batch_size, seed=seed,
                dtype=dtype, max_stderr=max_stderr, progress=progress, optimize=optimize)
     if distributed and _dist.world_size() > 1:
@@ -227,7 +228,7 @@ def _renamed_keywords(renamed: dict, given: dict) -> dict:
 
 def _run_local(
     model: Model, images: torch.Tensor, targets: torch.Tensor, *, grid: int | None, cell: tuple[int, int],
-    n_players: int, labels: torch.Tensor | None, forward_args: ForwardArgs, method: str, n_perm: int,
+    n_players: int, labels: torch.Tensor | None, forward_args: ForwardArgs, single_output: bool, method: str, n_perm: int,
     antithetic: bool, baseline, batch_size: int, seed: int, dtype: torch.dtype | None, max_stderr: float | None,
     progress: bool, optimize: bool,
 ) -> ShapleyResult:
@@ -245,7 +246,7 @@ def _run_local(
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
-                walker=walker, labels=labels, forward_args=forward_args,
+                walker=walker, labels=labels, forward_args=forward_args, single_output=single_output,
             )
             if method == "exact":
                 est = _exact(vf, n, n_players)

@@ -374,6 +374,7 @@ class ValueFunction:
         walker=None,
         labels: torch.Tensor | None = None,
         forward_args: ForwardArgs | None = None,
+        single_output: bool = False,
     ) -> None:
         self.fn = fn
         self.images = images
@@ -389,6 +390,8 @@ class ValueFunction:
         #: (N, H*W) long on the images' device: each pixel's player (a feature mask); None: the grid
         self.labels = None if labels is None else labels.reshape(n, -1).to(images.device)
         self.forward_args = forward_args
+        #: target=None: the function must have one output per input
+        self.single_output = single_output
         self.n_forward = torch.zeros(n, dtype=torch.long)
         self._checked = False
         #: optional incremental evaluator of walks (``_incremental.ResNetWalker``); None: full forwards
@@ -442,6 +445,10 @@ class ValueFunction:
                 f"{shape} for a batch of shape {tuple(x.shape)}")
         if not self._checked:
             k = logits.shape[1]
+            if self.single_output and k != 1:
+                raise ShapleyInputError(
+                    f"the forward function returned {tuple(logits.shape)} ({k} outputs per input): pass target= "
+                    "(one output index per input, or one int for all)")
             if (self.targets >= k).any():
                 bad = int(self.targets.max())
                 raise ShapleyInputError(f"target class {bad} is out of range: the model has {k} outputs (0..{k - 1})")
