@@ -147,7 +147,9 @@ def main() -> None:
     ref = [table[f"reference@{m}"] for m in args.ref_m.split(",")]
     law = {f"m={a}->{b}": {"err_ratio": ra["err"] / rb["err"], "expected": math.sqrt(int(b) / int(a))}
            for (a, ra), (b, rb) in itertools.pairwise(zip(args.ref_m.split(","), ref))}
-    report = {"table": table, "speedup_over_reference": speedup, "reference_error_law": law,
+    report = {"table": table, "runs": {k: [dict(zip(("image", "err", "seconds", "forwards"), r)) for r in v]
+                                       for k, v in runs.items()},
+              "speedup_over_reference": speedup, "reference_error_law": law,
               "wall_clock_at_equal_error": between,
               "setup": {**{k: str(v) for k, v in vars(args).items()}, "ids": ids, "threads": 1,
                         "torch": torch.__version__, "load": os.getloadavg(),
