@@ -114,7 +114,7 @@ def check_feature_mask(mask, images: torch.Tensor) -> torch.Tensor:
         raise ShapleyInputError(
             f"feature_mask of shape {shape} does not match the inputs {tuple(images.shape)}: expected "
             f"({h}, {w}), (1, {h}, {w}) or ({n}, {h}, {w})")
-    m = m.long().cpu().expand(n, h, w).contiguous()
+    m = m.long().cpu().expand(n, h, w)  # one mask for all images stays one (a view), not N copies
     if int(m.min()) < 0:
         raise ShapleyInputError(f"feature_mask labels must be >= 0, got {int(m.min())}")
     k = int(m.max()) + 1
@@ -387,8 +387,12 @@ class ValueFunction:
         self.progress = progress
         n, _, h, w = images.shape
         self.cell = (h // grid, w // grid) if grid is not None else (h, w)
-        #: (N, H*W) long on the images' device: each pixel's player (a feature mask); None: the grid
-        self.labels = None if labels is None else labels.reshape(n, -1).to(images.device)
+        #: each pixel's player (a feature mask) on the images' device: (H*W,) when all images share
+        #: one mask (indexed, no per-image copy), else (N, H*W); None: the grid
+        self.labels = None
+        self.shared_labels = labels is not None and (labels.shape[0] == 1 or labels.stride(0) == 0)
+        if labels is not None:
+            self.labels = (labels[0].reshape(-1) if self.shared_labels else labels.reshape(n, -1)).to(images.device)
         self.forward_args = forward_args
         #: target=None: the function must have one output per input
         self.single_output = single_output
@@ -428,7 +432,8 @@ class ValueFunction:
         if self.labels is None:
             pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
         else:
-            pix = masks.to(dev).gather(1, self.labels[idx]).view(b, 1, *self.images.shape[-2:])
+            keep = masks.to(dev)[:, self.labels] if self.shared_labels else masks.to(dev).gather(1, self.labels[idx])
+            pix = keep.view(b, 1, *self.images.shape[-2:])
         x = torch.where(pix, self.images[idx], self.baselines[idx])
         if self.input_dtype is not None:
             x = x.to(self.input_dtype)
