@@ -31,7 +31,7 @@ presets (fstmatch/presets/demo/):
 examples:
   fstmatch demo --out demo-out
   fstmatch demo --out demo-small --preset small
-  fstmatch demo --out demo-out --set verify.shapley.permutations=64
+  fstmatch demo --out demo-out --set verify.shapley.budget=64
   fstmatch demo --out study-tiny --seeds 0 1 2      # three training seeds, one verdict per claim
 """
 
