@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[test,deepfakebench,timm,gradcam]'
+	$(BIN)/pip install --quiet -e '.[all,test,deepfakebench,timm,gradcam]'
 	touch $(STAMP)
 
 # The default suite (fast) and then the slow end-to-end tests, as CI runs them.
@@ -32,7 +32,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 demo: setup
 	$(BIN)/fstmatch demo --out $(DEMO_OUT) $(if $(DEMO_PRESET),--preset $(DEMO_PRESET))

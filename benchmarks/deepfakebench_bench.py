@@ -57,10 +57,10 @@ def engine_forwards_per_second(model: torch.nn.Module, size: int, grid: int, bat
 
     x = make_images(1, size, seed=2)
     rates, n_forward = [], 0
-    shapley(model, x, [1], grid=2, n_permutations=2, batch_size=batch, seed=0)  # warm-up (a few forwards)
+    shapley(model, x, [1], grid=2, budget=2, batch_size=batch, seed=0)  # warm-up (a few forwards)
     for r in range(repeats):
         t0 = time.perf_counter()
-        res = shapley(model, x, [1], grid=grid, n_permutations=orderings, batch_size=batch, seed=r)
+        res = shapley(model, x, [1], grid=grid, budget=orderings, batch_size=batch, seed=r)
         n_forward = int(res.total_forward)
         rates.append(n_forward / (time.perf_counter() - t0))
     return rates, n_forward

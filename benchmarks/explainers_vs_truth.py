@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_by_id = {r["id"]: r for r in read_manifest(manifest)}
     images, grid = summary["config"]["images"], int(summary["shapley"]["grid"])
     ids = select_ids(summary["images"]["ids"], 2 if args.quick else None)
-    perms = 8 if args.quick else int(summary["shapley"].get("permutations") or 32)
-    opts = {"shapley": {"n_permutations": perms, "seed": 0}, "ig": {"steps": 16 if args.quick else 32}}
+    perms = 8 if args.quick else int(summary["shapley"].get("budget") or 32)
+    opts = {"shapley": {"budget": perms, "seed": 0}, "ig": {"steps": 16 if args.quick else 32}}
     if "det" not in summary["models"]:
         raise UserError("the run's summary.json names no det checkpoint: nothing to explain")
     models = {role: (_resolve(m["checkpoint"], args.run), m.get("arch"))

@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browse"))  # headless.py: the test's driver
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
@@ -82,10 +85,9 @@ def synthetic_run(out: Path, frames: int, grid: int, canvas: int, seed: int = 0)
 
 
 def measure(drv, url: str, loads: int, steps: int, jumps: int) -> dict:
+    from headless import wait_for
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-
-    from fstmatch.browse.headless import wait_for
 
     first = []
     for _ in range(loads):
@@ -131,8 +133,9 @@ def main() -> None:
                     help="with --out/--run: keep the built explorer's data, refresh only its page files")
     args = ap.parse_args()
 
+    from headless import chromium
+
     from fstmatch.browse import write_explorer
-    from fstmatch.browse.headless import chromium
     from fstmatch.browse.server import make_server
 
     result: dict = {"date": time.strftime("%Y-%m-%d"), "grid": args.grid}
@@ -167,9 +170,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/explorer/index.html"
         result["served"] = measure(drv, url, args.loads, args.steps, args.jumps)
         if args.screenshot:
+            from headless import wait_for
             from selenium.webdriver.common.by import By
-
-            from fstmatch.browse.headless import wait_for
 
             drv.set_window_size(1400, 900)
             drv.get(page.as_uri())

@@ -85,7 +85,7 @@ def main() -> None:
         images, targets, ids = torch.rand(2, 3, 224, 224), torch.tensor([0, 1]), []
     images = images.to(dev)
     print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "images": list(images.shape)}))
-    kw = dict(grid=args.grid, n_permutations=args.orderings, batch_size=args.batch, seed=7)
+    kw = dict(grid=args.grid, budget=args.orderings, batch_size=args.batch, seed=7)
     timed(model, images[:1], targets[:1], **{**kw, "n_permutations": 2})  # warm-up (cuDNN autotune, allocator)
     out, rate32 = {}, 0.0
     for name in ("fp32", "tf32", "bf16"):
@@ -106,7 +106,7 @@ def main() -> None:
     if args.truth_seconds > 0:
         per_ordering = images.shape[0] * (args.grid**2 - 1) / rate32
         n = max(2, int(args.truth_seconds / per_ordering) // 2 * 2)
-        res, wall, rate = timed(model, images, targets, grid=args.grid, n_permutations=n, batch_size=args.batch, seed=12345)
+        res, wall, rate = timed(model, images, targets, grid=args.grid, budget=n, batch_size=args.batch, seed=12345)
         err = (res.stderr**2).flatten(1).sum(1).sqrt() / res.values.flatten(1).norm(dim=1)
         print(json.dumps({"truth_orderings": n, "seconds": round(wall, 1), "fwd_per_s": round(rate),
                           "truth_rel_l2_error": [round(float(e), 4) for e in err]}), flush=True)

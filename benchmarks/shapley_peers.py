@@ -4,7 +4,7 @@ forward budgets, on real games (a trained model, aligned faces, zero baseline, g
 Per game (model, grid, which logit) and budget (``--budgets`` in multiples of n = G*G forwards,
 default 16n, 64n and the paper's 200n):
 
-- fstmatch ``shapley()`` with its defaults and each ``method=`` (``n_permutations`` chosen so the
+- fstmatch ``shapley()`` with its defaults and each ``estimator=`` (``budget`` chosen so the
   forwards match the budget: ``2 + P (n - 1)``);
 - shapiq (``pip install -e '.[bench]'``): PermutationSamplingSV, KernelSHAP (paired),
   UnbiasedKernelSHAP, SVARM (``n <= --svarm-max`` players: it does not finish at 256 in shapiq's
@@ -44,22 +44,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fstmatch.explain import DEFAULT_METHOD, METHODS, _utils, shapley
+from fstmatch.explain import DEFAULT_ESTIMATOR, ESTIMATORS, _utils, shapley
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shapley_inputs import build_model, load_faces
 
-OURS = [m for m in METHODS if m not in ("reference", "exact")]
+OURS = [m for m in ESTIMATORS if m not in ("reference", "exact")]
 PEERS = ("PermutationSamplingSV", "KernelSHAP", "UnbiasedKernelSHAP", "SVARM", "kADDSHAP", "captum")
 
 
 def ours(model, image, target, grid: int, budget: int, method: str | None, seed: int) -> np.ndarray:
     n = grid * grid
     p = max(2, round((budget - 2) / (n - 1)))
-    kw = {} if method is None else {"method": method}
-    if (method or DEFAULT_METHOD) in ("permutation", "auto"):  # the walk rounds its orderings up to even
+    kw = {} if method is None else {"estimator": method}
+    if (method or DEFAULT_ESTIMATOR) == "permutation":  # the walk rounds its orderings up to even
         p += p % 2
-    res = shapley(model, image, target, grid=grid, n_permutations=p, seed=seed, **kw)
+    res = shapley(model, image, target, grid=grid, budget=p, seed=seed, **kw)
     return res.values[0].flatten().numpy()
 
 
@@ -155,7 +155,7 @@ def main() -> None:
         t_val, t_se = t["values"].reshape(-1, n)[: args.images], t["stderr"].reshape(-1, n)[: args.images]
     else:
         t0 = time.perf_counter()
-        res = shapley(model, images, targets, grid=g, n_permutations=args.truth_orderings, seed=987654, progress=True)
+        res = shapley(model, images, targets, grid=g, budget=args.truth_orderings, seed=987654, progress=True)
         t_val, t_se = res.values.flatten(1).numpy(), res.stderr.flatten(1).numpy()
         print(f"truth: {args.truth_orderings} orderings, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         if args.truth_out:

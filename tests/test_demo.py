@@ -16,7 +16,7 @@ from fstmatch.cli import main
 TEST_SIZE = [
     "synth.preset=micro", "prepare.frames_per_video=4", "train.epochs=1", "train.batch_size=8",
     "runs.det_all.epochs=1", "runs.fstmatching.epochs=1",
-    "verify.images.per_method=2", "verify.shapley.permutations=4", "verify.noise_draws=4",
+    "verify.images.per_method=2", "verify.shapley.budget=4", "verify.noise_draws=4",
 ]
 STAGES = ["synth", "prepare", "train:source", "train:target", "train:det", "train:det_paired", "train:det_unpaired",
           "train:det_all", "train:fstmatching", "verify", "test:det", "test:fstmatching", "test:det_raw"]

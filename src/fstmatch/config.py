@@ -107,6 +107,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> 
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed = getattr(cls, "RENAMED", {})
+    old = sorted(k for k in data if k in renamed and k not in fields)
+    if old:
+        prefix = f"{where}." if where else ""
+        raise UserError("; ".join(f"config key {prefix}{k} was renamed {prefix}{renamed[k]}" for k in old))
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""

@@ -21,7 +21,7 @@ def verify_out(toy_manifest: Path, toy_checkpoints: dict[str, str], tmp_path_fac
     cfg = from_dict(VerifyConfig, {
         "manifest": str(toy_manifest), "checkpoints": toy_checkpoints,
         "images": {"per_method": 4, "canvas": 32, "holdout": 1},
-        "shapley": {"grid": GRID, "permutations": 4, "batch_size": 64},
+        "shapley": {"grid": GRID, "budget": 4, "batch_size": 64},
         "noise_draws": 4, "figures_per_method": 0, "device": "cpu",
     })
     out = tmp_path_factory.mktemp("verify-out")

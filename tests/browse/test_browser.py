@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fstmatch.browse.headless import wait_for
 from fstmatch.hypotheses import top_mask, union_mask, unit_normalise
+
+from .headless import wait_for
 
 #: A run folder whose name would inject markup if the page ever used innerHTML with data.
 HOSTILE = 'run <img src=x onerror="document.title=1">'
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    from fstmatch.browse import headless
+    from . import headless
 
     why = headless.missing()
     if why:

@@ -197,7 +197,7 @@ def test_fstmatch_verify_writes_the_explorer(toy_manifest: Path, toy_checkpoints
     import yaml
 
     cfg = {"manifest": str(toy_manifest), "checkpoints": toy_checkpoints, "device": "cpu", "noise_draws": 2,
-           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": 4, "permutations": 2}}
+           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": 4, "budget": 2}}
     (tmp_path / "verify.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "v"
     assert main(["verify", "--hypothesis", "1", "--config", str(tmp_path / "verify.yaml"), "--out", str(out),

@@ -28,7 +28,7 @@ def test_browse_shows_an_explain_output(toy_manifest: Path, toy_checkpoints: dic
     out = tmp_path / "maps"
     assert main(["explain", "--checkpoint", toy_checkpoints["det"], "--data", str(toy_manifest), "--out", str(out),
                  "--split", "train", "--methods", "Deepfakes", "--compressions", "raw", "c23", "--canvas", "32", "--grid", "4",
-                 "--permutations", "2", "--no-overlay", "--no-progress"]) == 0
+                 "--budget", "2", "--no-overlay", "--no-progress"]) == 0
     files = sorted(out.glob("*.npz"))
     assert len(files) == 24  # 4 videos x 3 frames, at raw and c23
     page = write_explorer(out, progress=False)
@@ -62,7 +62,7 @@ def test_a_deepfakebench_run_shows_the_faces_verify_analysed(toy_manifest: Path,
     cfg = from_dict(VerifyConfig, {
         "manifest": str(toy_manifest), "checkpoints": toy_checkpoints,
         "images": {"per_method": 2, "canvas": 32, "holdout": 1, "convention": "deepfakebench"},
-        "shapley": {"grid": 4, "permutations": 2, "batch_size": 64},
+        "shapley": {"grid": 4, "budget": 2, "batch_size": 64},
         "noise_draws": 2, "figures_per_method": 0, "device": "cpu",
     })
     out = tmp_path / "v"

@@ -9,13 +9,14 @@ import pytest
 
 from fstmatch.data import align_face, alignment_matrix, fit_similarity, five_points, template_points
 from fstmatch.data.align import (
-    apply_affine,
     crop_to_frame,
     deepfakebench_template,
     frame_to_crop,
     get_convention,
 )
 from fstmatch.errors import UserError
+
+from ._geometry import apply_affine
 
 
 def _similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:

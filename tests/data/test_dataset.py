@@ -22,9 +22,11 @@ from fstmatch.data import (
     read_manifest,
     template_points,
 )
-from fstmatch.data.align import apply_affine, eye_centres, frame_to_crop
+from fstmatch.data.align import eye_centres, frame_to_crop
 from fstmatch.data.dataset import crop_landmarks, png_size, read_rgb
 from fstmatch.errors import UserError
+
+from ._geometry import apply_affine
 
 NO_PHOTOMETRIC = {k: 0.0 for k in ("half_size", "tone_blend", "hsv", "gamma", "minmax", "motion_blur",
                                    "gaussian_blur", "down_up", "gaussian_noise", "lowfreq_noise", "jpeg")}

@@ -30,7 +30,7 @@ def test_exact_matches_captum_shapley_values() -> None:
     net = small_cnn(seed=4)
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor([2, 0])
-    ours = shapley(net, images, targets, grid=2, method="exact", optimize=False)
+    ours = shapley(net, images, targets, grid=2, estimator="exact", optimize=False)
     mask = _cell_mask(2, 8)
     theirs = captum_attr.ShapleyValues(net).attribute(images, baselines=0.0, target=targets, feature_mask=mask)
     torch.testing.assert_close(ours.values, _captum_cells(theirs, 2, 8), atol=1e-5, rtol=1e-4)
@@ -40,8 +40,8 @@ def test_permutation_and_captum_sampling_agree_with_exact() -> None:
     """3x3 grid: captum's ShapleyValueSampling and our walk both converge to our exact values."""
     net = small_cnn(seed=5)
     images = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
-    exact = shapley(net, images, [1], grid=3, method="exact")
-    ours = shapley(net, images, [1], grid=3, n_permutations=200, seed=0)
+    exact = shapley(net, images, [1], grid=3, estimator="exact")
+    ours = shapley(net, images, [1], grid=3, budget=200, seed=0)
     torch.manual_seed(0)
     sampled = captum_attr.ShapleyValueSampling(net).attribute(
         images, baselines=0.0, target=1, feature_mask=_cell_mask(3, 12), n_samples=200

@@ -29,7 +29,7 @@ def _save(tmp_path: Path, name: str, **kw) -> Path:
 
 def _args(ckpt: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["explain", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--canvas", "32",
-            "--grid", "4", "--permutations", "2", "--no-progress", *extra]
+            "--grid", "4", "--budget", "2", "--no-progress", *extra]
 
 
 def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest: Path, capsys) -> None:
@@ -85,7 +85,7 @@ def test_explain_writes_maps_and_overlays_then_resumes(tmp_path: Path, manifest:
 def test_explain_follows_the_model_role(tmp_path: Path, manifest: Path) -> None:
     ckpt = _save(tmp_path, "target", num_identities=20)
     out = tmp_path / "maps"
-    assert main(_args(ckpt, manifest, out, "--methods", "Deepfakes", "--limit", "1", "--no-overlay")) == 0
+    assert main(_args(ckpt, manifest, out, "--manipulations", "Deepfakes", "--limit", "1", "--no-overlay")) == 0
     (npz,) = out.glob("*.npz")
     m = read_maps(npz)
     assert m.meta["target_kind"] == "target" and m.target.tolist() == [17]
@@ -111,21 +111,82 @@ def test_cli_method_choices_match_the_engine() -> None:
     from fstmatch.cli import explain as cli_explain
     from fstmatch.explain import _core
 
-    assert cli_explain.METHODS == _core.METHODS
-    assert cli_explain.DEFAULT_METHOD == _core.DEFAULT_METHOD
+    assert cli_explain.ESTIMATORS == _core.ESTIMATORS
+    assert cli_explain.DEFAULT_ESTIMATOR == _core.DEFAULT_ESTIMATOR
 
 
 def test_explain_methods_and_no_antithetic(tmp_path: Path, manifest: Path, capsys) -> None:
     ckpt = _save(tmp_path, "det")
     out = tmp_path / "plain"  # --no-antithetic alone means the plain walk
     assert main(_args(ckpt, manifest, out, "--no-antithetic", "--limit", "1", "--no-overlay")) == 0
-    assert json.loads((out / "explain.json").read_text())["method"] == "permutation"
+    assert json.loads((out / "explain.json").read_text())["estimator"] == "permutation"
     out = tmp_path / "lev"
-    assert main(_args(ckpt, manifest, out, "--method", "leverage", "--limit", "1", "--no-overlay",
-                      "--permutations", "8")) == 0
+    assert main(_args(ckpt, manifest, out, "--estimator", "leverage", "--limit", "1", "--no-overlay",
+                      "--budget", "8")) == 0
     (npz,) = out.glob("*.npz")
     m = read_maps(npz)
     assert m.n_forward.tolist() == [2 + 8 * 15] and np.isfinite(m.values).all() and m.budget == 8
-    # auto cannot run a plain walk: a clear error, exit 2
-    assert main(_args(ckpt, manifest, tmp_path / "x", "--method", "auto", "--no-antithetic")) == 2
+    # only the walk runs without antithetic pairs: a clear error, exit 2
+    assert main(_args(ckpt, manifest, tmp_path / "x", "--estimator", "spline", "--no-antithetic")) == 2
     assert "antithetic=False" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("old", "new"), [("--method", "--estimator"), ("--methods", "--manipulations"),
+                                          ("--permutations", "--budget")])
+def test_renamed_options_are_errors_naming_the_new(tmp_path: Path, manifest: Path, capsys, old, new) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "--checkpoint", "x", "--data", str(manifest), "--out", str(tmp_path), old, "spline"])
+    assert e.value.code == 2
+    assert f"{old} was renamed {new}" in capsys.readouterr().err
+
+
+def test_explain_manipulations_filter(tmp_path: Path, manifest: Path) -> None:
+    ckpt = _save(tmp_path, "det")
+    out = tmp_path / "real"
+    assert main(_args(ckpt, manifest, out, "--manipulations", "real", "--no-overlay")) == 0
+    assert [p.name for p in out.glob("*.npz")] == ["real__c23__003__0000.npz"]
+
+
+def test_the_removed_auto_estimator_names_spline(tmp_path: Path, manifest: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["explain", "--checkpoint", "x", "--data", str(manifest), "--out", str(tmp_path), "--estimator", "auto"])
+    assert "'auto' was removed" in capsys.readouterr().err
+
+
+def test_cli_explainer_choices_match_the_registry() -> None:
+    from fstmatch.cli.explain import EXPLAINERS
+    from fstmatch.explain.attribution import list_explainers
+
+    assert list(EXPLAINERS) == list_explainers()
+
+
+@pytest.mark.parametrize("explainer", ["gradcam", "ig", "occlusion"])
+def test_other_explainers_write_the_map_format_that_browse_reads(tmp_path: Path, manifest: Path,
+                                                                explainer: str) -> None:
+    from fstmatch.browse import write_explorer
+    from fstmatch.explain.attribution import attribute
+    from fstmatch.explain.mapfile import read_maps
+    from fstmatch.models import load_model
+
+    ckpt = _save(tmp_path, "det")
+    out = tmp_path / explainer
+    assert main(_args(ckpt, manifest, out, "--explainer", explainer, "--no-overlay")) == 0
+    files = sorted(out.glob("*.npz"))
+    assert len(files) == 3
+    m = read_maps(files[1])
+    assert m.explainer == explainer and m.estimator is None and m.budget is None
+    assert m.values.shape == (1, 4, 4) and m.pixels.shape == (1, 32, 32) and m.image.shape == (1, 32, 32, 3)
+    # the cells are the pixel map summed over each 8 x 8 cell, and the map is the library's
+    np.testing.assert_allclose(m.values[0], m.pixels[0].reshape(4, 8, 4, 8).sum(axis=(1, 3)), rtol=1e-4, atol=1e-6)
+    import torch
+
+    image = torch.from_numpy(m.image[:1]).permute(0, 3, 1, 2).float() / 255
+    again = attribute(explainer, load_model(ckpt).eval(), image, torch.from_numpy(m.target), grid=4)
+    np.testing.assert_allclose(m.pixels[0], again.pixels[0].numpy(), rtol=1e-3, atol=1e-5)
+    assert write_explorer(out).name == "index.html" and write_explorer(out).is_file()  # browse: no model loaded
+
+
+def test_layer_is_for_grad_cam_only(tmp_path: Path, manifest: Path, capsys) -> None:
+    ckpt = _save(tmp_path, "det")
+    assert main(_args(ckpt, manifest, tmp_path / "x", "--explainer", "ig", "--layer", "layer1")) == 2
+    assert "--layer applies to Grad-CAM only" in capsys.readouterr().err

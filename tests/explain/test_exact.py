@@ -16,7 +16,7 @@ from .toys import CellGame
 def test_exact_equals_closed_form_on_every_kind_of_term(grid: int) -> None:
     game = CellGame(grid, n_classes=3, seed=grid)
     images = torch.ones(3, 3, 4 * grid, 4 * grid)
-    res = shapley(game, images, [0, 1, 2], grid=grid, method="exact")
+    res = shapley(game, images, [0, 1, 2], grid=grid, estimator="exact")
     for k in range(3):
         expected = game.closed_form(k).view(grid, grid)
         torch.testing.assert_close(res.values[k], expected, atol=1e-5, rtol=0)
@@ -33,14 +33,14 @@ def test_exact_single_terms() -> None:
     with torch.no_grad():
         pair.b.zero_()
         pair.b[0, 0, 3] = 2.0
-    res = shapley(pair, torch.ones(1, 3, 8, 8), 0, grid=2, method="exact")
+    res = shapley(pair, torch.ones(1, 3, 8, 8), 0, grid=2, estimator="exact")
     torch.testing.assert_close(res.values[0].flatten(), torch.tensor([1.0, 0, 0, 1.0], dtype=torch.float64))
 
     maxg = CellGame(2, n_classes=1, linear=False, pairs=False, products=False)
     maxg.m_sets = [torch.tensor([1, 2])]
     with torch.no_grad():
         maxg.w.fill_(3.0)
-    res = shapley(maxg, torch.ones(1, 3, 8, 8), 0, grid=2, method="exact")
+    res = shapley(maxg, torch.ones(1, 3, 8, 8), 0, grid=2, estimator="exact")
     torch.testing.assert_close(res.values[0].flatten(), torch.tensor([0, 1.5, 1.5, 0], dtype=torch.float64))
 
 
@@ -52,7 +52,7 @@ def test_additive_model_values_are_weight_times_cell_difference(baseline) -> Non
     images = torch.rand(2, 3, 12, 12, generator=gen)
     if baseline == "tensor":
         baseline = torch.rand(3, 1, 1, generator=gen)
-    res = shapley(game, images, [1, 0], grid=3, method="exact", baseline=baseline)
+    res = shapley(game, images, [1, 0], grid=3, estimator="exact", baselines=baseline)
     base = make_baseline(baseline, images, (4, 4))
     with torch.no_grad():
         dz = (game.features(images) - game.features(base)).double()
@@ -75,7 +75,7 @@ def test_baselines_have_the_documented_content() -> None:
 
 def test_normalized_maps_have_unit_norm() -> None:
     game = CellGame(2, n_classes=2, seed=3)
-    res = shapley(game, torch.ones(2, 3, 8, 8), [0, 1], grid=2, method="exact")
+    res = shapley(game, torch.ones(2, 3, 8, 8), [0, 1], grid=2, estimator="exact")
     unit = res.normalized()
     torch.testing.assert_close(unit.flatten(1).norm(dim=1), torch.ones(2, dtype=torch.float64))
     cos = (unit[0] * res.values[0]).sum() / res.values[0].norm()

@@ -60,7 +60,7 @@ def run(tmp_path: Path) -> Path:
     summary = {
         "images": {"manifest": str(root / "manifest.jsonl"), "ids": ids},
         "config": {"images": {"convention": "fstmatch", "canvas": 32, "face_width": None, "scale": 0.9}},
-        "shapley": {"grid": 4, "permutations": 2},
+        "shapley": {"grid": 4, "budget": 2},
         "models": {role: {"checkpoint": str(out / "runs" / role), "arch": None} for role in models},
     }
     (out / "verify").mkdir(parents=True)

@@ -72,9 +72,9 @@ def test_shapley_uses_it_and_agrees_with_the_unoptimised_path(resnet, monkeypatc
     monkeypatch.setattr("fstmatch.explain._incremental.MAX_STEP_COST", 1.0)
     monkeypatch.setattr("fstmatch.explain._incremental.MIN_FORWARD_MACS", 0)
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
-    fast = shapley(resnet, images, [0, 1], grid=4, n_permutations=6, seed=2, method="permutation")
+    fast = shapley(resnet, images, [0, 1], grid=4, budget=6, seed=2, estimator="permutation")
     assert used and used[0] is not None
-    plain = shapley(resnet, images, [0, 1], grid=4, n_permutations=6, seed=2, optimize=False, method="permutation")
+    plain = shapley(resnet, images, [0, 1], grid=4, budget=6, seed=2, optimize=False, estimator="permutation")
     torch.testing.assert_close(fast.values, plain.values, atol=1e-4 * float(plain.values.abs().max()), rtol=0)
     assert torch.equal(fast.n_forward, plain.n_forward)
     torch.testing.assert_close(fast.values.sum((1, 2)), fast.v_full - fast.v_empty, atol=1e-9, rtol=0)
@@ -121,4 +121,4 @@ def test_a_non_finite_logit_on_a_walk_step_is_named(resnet, monkeypatch) -> None
     monkeypatch.setattr(type(resnet), "forward_head", head)
     monkeypatch.setattr(ResNetWalker, "_step", step)
     with pytest.raises(ShapleyInputError, match="non-finite target logit"):
-        shapley(resnet, torch.rand(1, 3, 64, 64), [0], grid=4, n_permutations=2, batch_size=1, method="permutation")
+        shapley(resnet, torch.rand(1, 3, 64, 64), [0], grid=4, budget=2, batch_size=1, estimator="permutation")

@@ -21,7 +21,7 @@ def test_grid_must_divide_the_image() -> None:
 
 def test_exact_refuses_large_grids_with_the_coalition_count() -> None:
     with pytest.raises(UserError, match=r"2\*\*16 = 65,536 coalitions"):
-        shapley(CellGame(4), torch.ones(1, 3, 16, 16), 0, grid=4, method="exact")
+        shapley(CellGame(4), torch.ones(1, 3, 16, 16), 0, grid=4, estimator="exact")
 
 
 @pytest.mark.parametrize(
@@ -31,15 +31,15 @@ def test_exact_refuses_large_grids_with_the_coalition_count() -> None:
 )
 def test_bad_targets(targets, match) -> None:
     with pytest.raises(ShapleyInputError, match=match):
-        shapley(CellGame(2, n_classes=2), torch.ones(2, 3, 8, 8), targets, grid=2, n_permutations=2)
+        shapley(CellGame(2, n_classes=2), torch.ones(2, 3, 8, 8), targets, grid=2, budget=2)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"method": "kernelshap"}, "method must be one of"), ({"baseline": "grey"}, "baseline must be"),
-     ({"baseline": torch.zeros(2, 5)}, "does not broadcast"), ({"batch_size": 0}, "batch_size"),
-     ({"n_permutations": 0}, "n_permutations"), ({"max_stderr": -1.0}, "max_stderr must be > 0"),
-     ({"method": "reference", "max_stderr": 0.1}, "max_stderr applies to the methods")],
+    [({"estimator": "kernelshap"}, "estimator must be one of"), ({"baselines": "grey"}, "baseline must be"),
+     ({"baselines": torch.zeros(2, 5)}, "does not broadcast"), ({"batch_size": 0}, "batch_size"),
+     ({"budget": 0}, "budget"), ({"max_stderr": -1.0}, "max_stderr must be > 0"),
+     ({"estimator": "reference", "max_stderr": 0.1}, "max_stderr applies to the estimators")],
 )
 def test_bad_arguments(kwargs, match) -> None:
     with pytest.raises(ShapleyInputError, match=match):
@@ -62,12 +62,22 @@ def test_nan_logits_are_an_error() -> None:
         return out
 
     with pytest.raises(ShapleyInputError, match="non-finite target logit"):
-        shapley(broken, torch.ones(1, 3, 8, 8), 0, grid=2, n_permutations=2)
+        shapley(broken, torch.ones(1, 3, 8, 8), 0, grid=2, budget=2)
 
 
-def test_logits_must_be_two_dimensional() -> None:
-    with pytest.raises(ShapleyInputError, match=r"logits of shape \(batch, classes\)"):
-        shapley(lambda x: x.mean((1, 2, 3)), torch.ones(1, 3, 8, 8), 0, grid=2, n_permutations=2)
+def test_outputs_of_the_wrong_shape_are_an_error_naming_it() -> None:
+    with pytest.raises(ShapleyInputError, match=r"returned \(2, 3, 8\) for a batch of shape \(2, 3, 8, 8\)"):
+        shapley(lambda x: x.mean(3), torch.ones(1, 3, 8, 8), 0, grid=2, estimator="exact", batch_size=2)
+    with pytest.raises(ShapleyInputError, match="returned list"):
+        shapley(lambda x: [1.0], torch.ones(1, 3, 8, 8), 0, grid=2, budget=2)
+
+
+def test_one_output_per_input_needs_no_target() -> None:
+    """A scalar function (B,) is explained with target=None, as its (B, 1) version with target 0."""
+    x = torch.rand(2, 3, 8, 8)
+    scalar = shapley(lambda b: b.mean((1, 2, 3)) * 3, x, grid=2, estimator="exact")
+    column = shapley(lambda b: b.mean((1, 2, 3)).view(-1, 1) * 3, x, 0, grid=2, estimator="exact")
+    torch.testing.assert_close(scalar.values, column.values)
 
 
 def test_train_mode_warns_evaluates_in_eval_and_restores() -> None:
@@ -79,9 +89,9 @@ def test_train_mode_warns_evaluates_in_eval_and_restores() -> None:
     net[4].training = False
     images = torch.rand(1, 3, 8, 8)
     with pytest.warns(UserWarning, match="train mode"):
-        a = shapley(net, images, 1, grid=2, method="exact")
+        a = shapley(net, images, 1, grid=2, estimator="exact")
     assert net.training and net[1].training and not net[4].training
-    b = shapley(net.eval(), images, 1, grid=2, method="exact")  # dropout off: deterministic
+    b = shapley(net.eval(), images, 1, grid=2, estimator="exact")  # dropout off: deterministic
     torch.testing.assert_close(a.values, b.values, atol=1e-6, rtol=0)
 
 
@@ -90,7 +100,7 @@ def test_model_is_never_modified(kwargs) -> None:
     net = small_cnn()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     names = [n for n, _ in net.named_modules()]
-    shapley(net, torch.rand(1, 3, 8, 8), 0, grid=2, method="exact", **kwargs)
+    shapley(net, torch.rand(1, 3, 8, 8), 0, grid=2, estimator="exact", **kwargs)
     after = net.state_dict()
     assert list(after) == list(before)
     for k, v in before.items():
@@ -104,8 +114,8 @@ def test_optimised_copy_matches_eager_model() -> None:
     """BatchNorm folding + channels_last change only float rounding."""
     net = small_cnn(seed=1)
     images = torch.rand(2, 3, 12, 12)
-    fast = shapley(net, images, [0, 2], grid=3, method="exact", optimize=True)
-    eager = shapley(net, images, [0, 2], grid=3, method="exact", optimize=False)
+    fast = shapley(net, images, [0, 2], grid=3, estimator="exact", optimize=True)
+    eager = shapley(net, images, [0, 2], grid=3, estimator="exact", optimize=False)
     scale = eager.values.abs().max()
     torch.testing.assert_close(fast.values, eager.values, atol=1e-4 * float(scale), rtol=0)
 
@@ -113,20 +123,20 @@ def test_optimised_copy_matches_eager_model() -> None:
 def test_bf16_maps_are_close_to_fp32() -> None:
     net = small_cnn(seed=2, n_classes=2)
     images = torch.rand(2, 3, 12, 12)
-    fp32 = shapley(net, images, [0, 1], grid=3, method="exact")
-    bf16 = shapley(net, images, [0, 1], grid=3, method="exact", dtype=torch.bfloat16)
+    fp32 = shapley(net, images, [0, 1], grid=3, estimator="exact")
+    bf16 = shapley(net, images, [0, 1], grid=3, estimator="exact", dtype=torch.bfloat16)
     assert bf16.dtype == "bfloat16" and fp32.dtype == "float32"
     cos = (fp32.normalized() * bf16.normalized()).sum((1, 2))
     assert (cos > 0.95).all(), cos
     assert not torch.equal(fp32.values, bf16.values)  # bf16 really ran
     # a plain callable runs under autocast instead
-    auto = shapley(lambda x: net(x), images, [0, 1], grid=3, method="exact", dtype=torch.bfloat16)
+    auto = shapley(lambda x: net(x), images, [0, 1], grid=3, estimator="exact", dtype=torch.bfloat16)
     assert ((fp32.normalized() * auto.normalized()).sum((1, 2)) > 0.95).all()
 
 
 def test_plain_callable_and_int_target() -> None:
     game = CellGame(2, n_classes=2, seed=7)
-    res = shapley(lambda x: game(x), torch.ones(2, 3, 8, 8), 1, grid=2, method="exact")
+    res = shapley(lambda x: game(x), torch.ones(2, 3, 8, 8), 1, grid=2, estimator="exact")
     torch.testing.assert_close(res.values[1].flatten(), game.closed_form(1), atol=1e-5, rtol=0)
     assert res.targets.tolist() == [1, 1]
 
@@ -163,7 +173,21 @@ def test_batchnorm_folding_refuses_when_the_conv_output_is_reused() -> None:
 def test_images_follow_the_model_dtype() -> None:
     """float64 images on a float32 model (and the reverse) are cast to the model's dtype."""
     game = CellGame(2, n_classes=2, seed=7)
-    a = shapley(game, torch.ones(1, 3, 8, 8, dtype=torch.float64), 1, grid=2, method="exact")
-    b = shapley(game.double(), torch.ones(1, 3, 8, 8), 1, grid=2, method="exact")
+    a = shapley(game, torch.ones(1, 3, 8, 8, dtype=torch.float64), 1, grid=2, estimator="exact")
+    b = shapley(game.double(), torch.ones(1, 3, 8, 8), 1, grid=2, estimator="exact")
     torch.testing.assert_close(a.values[0].flatten(), game.closed_form(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(b.values, a.values, atol=1e-5, rtol=0)
+
+
+def test_old_keywords_still_work_with_a_deprecation_warning() -> None:
+    game, x = CellGame(2), torch.ones(1, 3, 8, 8)
+    new = shapley(game, x, target=0, grid=2, estimator="permutation", budget=4, baselines="mean")
+    with pytest.warns(DeprecationWarning) as caught:
+        old = shapley(game, x, targets=0, grid=2, method="permutation", n_permutations=4, baseline="mean")
+    assert sorted(str(w.message) for w in caught) == [f"shapley({o}=...) is renamed {n}=..." for o, n in (
+        ("baseline", "baselines"), ("method", "estimator"), ("n_permutations", "budget"), ("targets", "target"))]
+    torch.testing.assert_close(old.values, new.values)
+    with pytest.raises(TypeError, match="estimator= only"):
+        shapley(game, x, 0, grid=2, estimator="exact", method="exact")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        shapley(game, x, 0, grid=2, n_perm=3)

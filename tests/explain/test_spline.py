@@ -1,4 +1,4 @@
-"""Size-spline KernelSHAP (``method="spline"``): its basis and closed-form Shapley values against
+"""Size-spline KernelSHAP (``estimator="spline"``): its basis and closed-form Shapley values against
 enumeration, exactness in the population limit for every penalty (the property the estimator rests
 on), exact recovery of games its model holds, and its per-image penalty choice."""
 
@@ -98,19 +98,19 @@ def test_exact_on_a_game_the_model_holds() -> None:
         return torch.stack([logit, -logit], 1)
 
     ones = torch.ones(1, 3, 12, 12)
-    exact = shapley(game, ones, [0], grid=3, method="exact")
-    res = shapley(game, ones, [0], grid=3, method="spline", n_permutations=40, seed=1)
+    exact = shapley(game, ones, [0], grid=3, estimator="exact")
+    res = shapley(game, ones, [0], grid=3, estimator="spline", budget=40, seed=1)
     torch.testing.assert_close(res.values, exact.values, atol=1e-5, rtol=0)
-    assert res.extra["spline_lambda"].tolist() == [LAMBDAS[0]]
+    assert res.extras.spline_lambda.tolist() == [LAMBDAS[0]]
 
 
 def test_penalty_is_chosen_per_image_and_reported(game3) -> None:
     images = torch.ones(3, 3, 12, 12)
     images[1, :, :4] = 0.0
-    res = shapley(game3, images, [0, 1, 0], grid=3, method="spline", n_permutations=24, seed=2)
-    lam = res.extra["spline_lambda"]
+    res = shapley(game3, images, [0, 1, 0], grid=3, estimator="spline", budget=24, seed=2)
+    lam = res.extras.spline_lambda
     assert lam.shape == (3,) and all(float(x) in LAMBDAS for x in lam)
-    assert res.extra["spline_knots"] == knots_for(9, 24 * 8 // 2)
+    assert res.extras.spline_knots == knots_for(9, 24 * 8 // 2)
     torch.testing.assert_close(res.values.sum((1, 2)), res.v_full - res.v_empty, atol=1e-9, rtol=0)
 
 
@@ -128,14 +128,14 @@ def test_spline_is_the_default_and_beats_kernelshap_on_a_size_dependent_game() -
         return torch.stack([logit, -logit], 1)
 
     ones = torch.ones(1, 3, 16, 16)
-    truth = shapley(game, ones, [0], grid=4, method="permutation", n_permutations=20000, seed=9)
+    truth = shapley(game, ones, [0], grid=4, estimator="permutation", budget=20000, seed=9)
     errs = {}
     for method in ("spline", "leverage"):
-        sq = [float(((shapley(game, ones, [0], grid=4, method=method, n_permutations=64, seed=s).values - truth.values) ** 2).sum())
+        sq = [float(((shapley(game, ones, [0], grid=4, estimator=method, budget=64, seed=s).values - truth.values) ** 2).sum())
               for s in range(6)]
         errs[method] = sum(sq) / len(sq)
     assert errs["spline"] < errs["leverage"] / 4, errs
-    assert shapley(game, ones, [0], grid=4, n_permutations=4).method == "spline"
+    assert shapley(game, ones, [0], grid=4, budget=4).method == "spline"
 
 
 def test_small_budgets_and_grids_stay_finite() -> None:
@@ -143,7 +143,7 @@ def test_small_budgets_and_grids_stay_finite() -> None:
     game = CellGame(4, n_classes=2, seed=0)
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     for m in (1, 2, 3):
-        res = shapley(game, images, [0, 1], grid=4, method="spline", n_permutations=m)
+        res = shapley(game, images, [0, 1], grid=4, estimator="spline", budget=m)
         assert torch.isfinite(res.values).all()
         torch.testing.assert_close(res.values.sum((1, 2)), res.v_full - res.v_empty, atol=1e-6, rtol=0)
 
@@ -155,3 +155,18 @@ def test_combinations_helper_is_consistent() -> None:
     v = (z.double().sum(1)) ** 2
     phi = _exact_shapley(v, z)
     torch.testing.assert_close(phi.sum(), v[-1] - v[0], atol=1e-12, rtol=0)
+
+
+def test_a_stopped_run_equals_a_fixed_run_of_its_size(game3, ones12) -> None:
+    """Knots follow the pairs drawn so far: an image stopped after P orderings' worth has the values of a
+    fixed run of P (before, the knots came from the cap, so the two differed)."""
+    fixed = {p: shapley(game3, ones12, [0, 1], grid=3, budget=p, seed=2) for p in (16, 32, 48, 64)}
+    assert fixed[16].extras.spline_knots < fixed[64].extras.spline_knots  # the knots do change on the way
+    seen = set()
+    for target in sorted({float(r.stderr[i].amax()) * 1.0001 for r in fixed.values() for i in range(2)}):
+        stopped = shapley(game3, ones12, [0, 1], grid=3, budget=64, max_stderr=target, seed=2)
+        for i, p in enumerate(stopped.n_permutations.tolist()):
+            torch.testing.assert_close(stopped.values[i], fixed[p].values[i], atol=1e-12, rtol=0)
+            torch.testing.assert_close(stopped.stderr[i], fixed[p].stderr[i], atol=1e-12, rtol=0)
+            seen.add(p)
+    assert 16 in seen and len(seen) >= 2, seen

@@ -25,7 +25,7 @@ def _cfg(manifest: Path, checkpoints: dict[str, str], **kw) -> VerifyConfig:
     base = {
         "manifest": str(manifest), "checkpoints": checkpoints,
         "images": {"per_method": 4, "canvas": 32, "holdout": 1},
-        "shapley": {"grid": GRID, "permutations": 4, "batch_size": 64},
+        "shapley": {"grid": GRID, "budget": 4, "batch_size": 64},
         "noise_draws": 8, "figures_per_method": 1, "device": "cpu",
     }
     return from_dict(VerifyConfig, merge(base, kw))
@@ -126,7 +126,7 @@ def test_missing_checkpoint_names_the_train_command(toy_manifest, toy_checkpoint
 
 def test_cli_verify(toy_manifest, toy_checkpoints, tmp_path, capsys) -> None:
     cfg = {"manifest": str(toy_manifest), "checkpoints": toy_checkpoints, "device": "cpu", "noise_draws": 4,
-           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": GRID, "permutations": 2}}
+           "images": {"per_method": 2, "canvas": 32}, "shapley": {"grid": GRID, "budget": 2}}
     path = tmp_path / "verify.yaml"
     path.write_text(yaml.safe_dump(cfg))
     rc = main(["verify", "--hypothesis", "3", "--config", str(path), "--out", str(tmp_path / "v"), "--no-progress"])
@@ -195,7 +195,7 @@ def test_map_cache_recomputes_a_map_whose_input_image_changed(tmp_path, monkeypa
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"stand-in weights")  # only its size and mtime enter the settings
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
-    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, permutations=2), Geometry(canvas=16), torch.device("cpu"),
+    store = MapStore(tmp_path / "maps", ShapleyConfig(grid=4, budget=2), Geometry(canvas=16), torch.device("cpu"),
                      progress=False)
     rows = [{"id": "a"}, {"id": "b"}]
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))

@@ -31,7 +31,7 @@ def _cfg(manifest: Path, checkpoints: dict, **kw) -> VerifyConfig:
     base = {
         "manifest": str(manifest), "checkpoints": checkpoints,
         "images": {"per_method": 2, "canvas": 32, "holdout": 1, "convention": "deepfakebench"},
-        "shapley": {"grid": 4, "permutations": 2, "batch_size": 64},
+        "shapley": {"grid": 4, "budget": 2, "batch_size": 64},
         "noise_draws": 4, "figures_per_method": 0, "device": "cpu", "truth": False,
     }
     return from_dict(VerifyConfig, merge(base, kw))

@@ -73,7 +73,7 @@ def test_fstmatch_explain_on_a_deepfakebench_checkpoint(checkpoint, manifest: Pa
     assert not _incremental.supports(model)  # the batched path explains it, not the ResNet walk
     out = tmp_path / "maps"
     args = ["explain", "--checkpoint", str(path), "--arch", ARCH, "--convention", "deepfakebench",
-            "--data", str(manifest), "--out", str(out), "--canvas", "32", "--grid", "4", "--permutations", "2",
+            "--data", str(manifest), "--out", str(out), "--canvas", "32", "--grid", "4", "--budget", "2",
             "--no-progress", "--no-overlay"]
     assert main(args) == 0, capsys.readouterr().err
     settings = json.loads((out / "explain.json").read_text())

@@ -65,7 +65,7 @@ def _summary() -> dict:
     return {
         "preset": "tiny", "date": "2026-11-25", "machine": "x86_64, 2 CPU threads",
         "data": {"videos": 10, "identities": 4, "methods": methods, "frames": 80, "frames_by_split": {"train": 80}},
-        "shapley": {"grid": 8, "permutations": 8, "method": "spline", "n_forward": {"det__raw": 1000},
+        "shapley": {"grid": 8, "budget": 8, "estimator": "spline", "n_forward": {"det__raw": 1000},
                     "map_relative_error": {"det__raw": 0.31, "det__c40": 0.4, "source__raw": 0.2}},
         "images": {"total": 4, "per_method": {m: 2 for m in methods}},
         "training": {"det": {"compressions": ["raw"], "set": "all", "holdout": 1, "epochs": 2,

@@ -14,10 +14,12 @@ from fstmatch import ffpp
 from fstmatch.config import load_config
 from fstmatch.synth import SynthConfig, VideoJob, encode_video, read_video, render_video
 from fstmatch.synth.face import Pose
-from fstmatch.synth.generate import ideal_video, identity, track
+from fstmatch.synth.generate import identity, track
 from fstmatch.synth.manipulate import COARSE, FINE, SEAM
 from fstmatch.synth.render import camera, render_face
 from fstmatch.synth.shading import rotation
+
+from ._reference import ideal_video
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from fstmatch import ffpp
 from fstmatch.config import load_config
 from fstmatch.synth import SynthConfig, VideoJob, read_video, render_video
 from fstmatch.synth.generate import scene, track
-from fstmatch.synth.manipulate import donor_reference
+
+from ._reference import donor_reference
 
 
 @pytest.fixture(scope="module")

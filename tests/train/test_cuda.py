@@ -63,11 +63,11 @@ def test_shapley_on_cuda_matches_cpu() -> None:
     model = create_model("resnet18", num_classes=2, width=8).eval()
     images = torch.rand(2, 3, 48, 48)
     targets = torch.tensor([0, 1])
-    cpu = shapley(model, images, targets, grid=3, method="exact")
-    gpu = shapley(model.cuda(), images.cuda(), targets, grid=3, method="exact")
+    cpu = shapley(model, images, targets, grid=3, estimator="exact")
+    gpu = shapley(model.cuda(), images.cuda(), targets, grid=3, estimator="exact")
     # TF32 convolutions on the GPU: agreement to a few 1e-3 of the map's scale
     scale = cpu.values.abs().max()
     assert (gpu.values - cpu.values).abs().max() <= 5e-3 * scale + 1e-4
-    walk = shapley(model, images.cuda(), targets, grid=4, n_permutations=8, seed=3)
+    walk = shapley(model, images.cuda(), targets, grid=4, budget=8, seed=3)
     assert walk.values.shape == (2, 4, 4) and torch.isfinite(walk.stderr).all()
     assert torch.allclose(walk.values.flatten(1).sum(1), walk.v_full - walk.v_empty, atol=1e-3)

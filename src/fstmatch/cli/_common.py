@@ -24,13 +24,26 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_methods_argument(parser: argparse.ArgumentParser, help_default: str = "all", include_real: bool = False) -> None:
-    """``--methods``: FF++ manipulation names (plus ``real`` when asked); ``None`` when not given."""
+def add_methods_argument(parser: argparse.ArgumentParser, help_default: str = "all", include_real: bool = False,
+                         flag: str = "--methods") -> None:
+    """``--methods`` (or ``flag``): FF++ manipulation names (plus ``real`` when asked), in
+    ``args.methods``; ``None`` when not given."""
     choices = ("real", *METHODS) if include_real else METHODS
     parser.add_argument(
-        "--methods", nargs="+", choices=choices, default=None, metavar="METHOD",
-        help=f"only these methods ({', '.join(choices)}; default: {help_default})",
+        flag, dest="methods", nargs="+", choices=choices, default=None, metavar="METHOD",
+        help=f"only these manipulations ({', '.join(choices)}; default: {help_default})",
     )
+
+
+def add_renamed_flags(parser: argparse.ArgumentParser, renamed: dict[str, str]) -> None:
+    """Old spellings of options (``{"--old": "--new"}``): giving one is an error naming the new one."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{option_string} was renamed {renamed[option_string]}")
+
+    for old in renamed:
+        parser.add_argument(old, nargs="*", action=Renamed, help=argparse.SUPPRESS)
 
 
 def add_compressions_argument(parser: argparse.ArgumentParser, help_default: str = "all") -> None:

@@ -36,7 +36,7 @@ presets (fstmatch/presets/demo/):
 examples:
   fstmatch demo --out demo-out
   fstmatch demo --out demo-tiny --preset tiny
-  fstmatch demo --out demo-out --set verify.shapley.permutations=64
+  fstmatch demo --out demo-out --set verify.shapley.budget=64
   fstmatch demo --out study --seeds 0 1 2 3 4 5 6 7 8 9      # ten training seeds, one verdict per claim
   fstmatch demo --out study-data --seeds 0 1 2 --data-per-seed   # the data varies with the seed too
 """

@@ -10,6 +10,7 @@ from fstmatch.cli._common import (
     add_geometry_arguments,
     add_methods_argument,
     add_model_arguments,
+    add_renamed_flags,
     positive_int,
 )
 from fstmatch.ffpp import SPLITS
@@ -30,26 +31,35 @@ Multi-process: torchrun --nproc_per_node N -m fstmatch explain ... (images split
 
 examples:
   fstmatch explain --checkpoint runs/det --data prep --split test --limit 20 --out maps/det
-  fstmatch explain --checkpoint runs/src --data prep --methods Deepfakes --compressions raw c23 c40 \\
-      --grid 16 --permutations 64 --out maps/src
+  fstmatch explain --checkpoint runs/src --data prep --manipulations Deepfakes --compressions raw c23 c40 \\
+      --grid 16 --budget 64 --out maps/src
   fstmatch explain --checkpoint xception_best.pth --arch deepfakebench:xception --convention deepfakebench \\
       --data prep --limit 20 --out maps/xception
+  fstmatch explain --checkpoint runs/det --data prep --explainer gradcam --grid 8 --out maps/det-gradcam
 """
 
-#: fstmatch.explain.METHODS and its default, spelled out so that `fstmatch --help` does not import torch
+#: fstmatch.explain.attribution.list_explainers(), spelled out so that `fstmatch --help` does not
+#: import torch (tests/explain/test_cli.py checks they match)
+EXPLAINERS = ("shapley", "gradcam", "gradcam++", "ig", "occlusion", "saliency")
+
+#: fstmatch.explain.ESTIMATORS and its default, spelled out so that `fstmatch --help` does not import torch
 #: (tests/explain/test_cli.py checks they match)
-METHODS = ("spline", "auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
-DEFAULT_METHOD = "spline"
+ESTIMATORS = ("spline", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+DEFAULT_ESTIMATOR = "spline"
+#: old option -> its new name (an old spelling is an error naming the new one)
+RENAMED_FLAGS = {"--method": "--estimator", "--methods": "--manipulations", "--permutations": "--budget"}
+#: explain.json keys written before the renames -> their names now
+_RENAMED_KEYS = {"method": "estimator", "permutations": "budget"}
 #: model role (fst_meta["name"]) -> manifest key of the explained class
 ROLE_TARGET = {"det": "label", "fstmatching": "label", "source": "source", "target": "target"}
 KIND_KEY = {"det": "label", "source": "source", "target": "target"}
 #: settings that must match when resuming into an existing DIR
-_RESUME_KEYS = ("checkpoint", "arch", "grid", "method", "permutations", "antithetic", "baseline", "target_kind",
-                "dtype", "seed", "max_stderr", "convention", "canvas", "face_width", "scale")
+_RESUME_KEYS = ("checkpoint", "arch", "explainer", "layer", "grid", "estimator", "budget", "antithetic", "baseline",
+                "target_kind", "dtype", "seed", "max_stderr", "convention", "canvas", "face_width", "scale")
 
 
 #: what explain.json files written before a key existed meant by its absence
-_OLD_DEFAULTS = {"arch": None, "convention": "fstmatch", "face_width": None}
+_OLD_DEFAULTS = {"arch": None, "convention": "fstmatch", "face_width": None, "explainer": "shapley", "layer": None}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,19 +67,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="MANIFEST", help="manifest.jsonl (or its folder)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to explain (default: %(default)s)")
-    add_methods_argument(p, include_real=True)
+    add_methods_argument(p, include_real=True, flag="--manipulations")
     add_compressions_argument(p)
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N faces (manifest order)")
+    p.add_argument("--explainer", choices=EXPLAINERS, default="shapley",
+                   help="shapley (the paper's, default) or another explainer; docs/explain.md compares them")
+    p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (a module name, e.g. layer2; default: the deepest "
+                                                   "convolutional layer at least as fine as the grid)")
     p.add_argument("--grid", type=positive_int, default=16, help="cells per side (default: %(default)s)")
-    p.add_argument("--permutations", type=positive_int, metavar="P",
-                   help="budget: orderings' worth of forwards per image (default 64; the regression methods spend as many "
-                        "forwards, P*(grid^2-1)) or orderings per cell (reference; default 100)")
-    p.add_argument("--method", choices=METHODS, default=None,
-                   help=f"estimator (default: {DEFAULT_METHOD}, or permutation with --no-antithetic; "
+    p.add_argument("--budget", type=positive_int, metavar="P",
+                   help="orderings' worth of forwards per image, 2 + P*(grid^2-1) (default 64), or orderings per "
+                        "cell (reference; the paper's m, default 100)")
+    p.add_argument("--estimator", type=_estimator, choices=ESTIMATORS, default=None,
+                   help=f"Shapley estimator (default: {DEFAULT_ESTIMATOR}, or permutation with --no-antithetic; "
                         "docs/explain.md compares them)")
-    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --method permutation)")
+    p.add_argument("--no-antithetic", action="store_true", help="plain permutation walk (with --estimator permutation)")
     p.add_argument("--max-stderr", type=float, metavar="SE",
-                   help="sampling methods: stop once every cell's standard error is below SE (--permutations caps)")
+                   help="sampling estimators: stop once every cell's standard error is below SE (--budget caps)")
+    add_renamed_flags(p, RENAMED_FLAGS)
     p.add_argument("--baseline", choices=("zero", "mean", "blur"), default="zero",
                    help="what replaces absent cells (default: %(default)s = black pixels)")
     p.add_argument("--target-kind", choices=("auto", "det", "source", "target"), default="auto",
@@ -81,6 +96,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-overlay", action="store_true", help="skip the PNG overlays")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _estimator(name: str) -> str:
+    if name == "auto":
+        raise argparse.ArgumentTypeError("the estimator 'auto' was removed (spline beats it on every game measured): "
+                                         "use spline (the default)")
+    return name
 
 
 def resolve_target_kind(requested: str, meta: dict, num_classes: int | None = None) -> str:
@@ -112,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from fstmatch.cli._common import resolve_geometry
     from fstmatch.data import FaceDataset, filter_rows, read_manifest
     from fstmatch.errors import UserError
-    from fstmatch.explain import DEFAULT_PERMUTATIONS, shapley
+    from fstmatch.explain import DEFAULT_BUDGET, shapley
+    from fstmatch.explain.attribution import attribute
     from fstmatch.explain.mapfile import (
         FORMAT_VERSION,
         MapSet,
@@ -128,8 +151,11 @@ def run(args: argparse.Namespace) -> int:
     from fstmatch.utils.dist import barrier, cleanup, init_distributed
     from fstmatch.utils.io import atomic_write_json
 
-    if args.method is None:
-        args.method = "permutation" if args.no_antithetic else DEFAULT_METHOD
+    if args.estimator is None:
+        args.estimator = "permutation" if args.no_antithetic else DEFAULT_ESTIMATOR
+    shapley_maps = args.explainer == "shapley"
+    if args.layer is not None and not args.explainer.startswith("gradcam"):
+        raise UserError(f"--layer applies to Grad-CAM only, not to --explainer {args.explainer}")
     if args.max_stderr is not None and args.max_stderr <= 0:
         raise UserError(f"--max-stderr must be > 0, got {args.max_stderr}")
     geometry = resolve_geometry(args, args.checkpoint)
@@ -141,20 +167,20 @@ def run(args: argparse.Namespace) -> int:
         kind = resolve_target_kind(args.target_kind, getattr(model, "fst_meta", {}), getattr(model, "num_classes", None))
         key = KIND_KEY[kind]
         model_name = (getattr(model, "fst_meta", {}) or {}).get("name") or args.arch or args.checkpoint.stem
-        budget = args.permutations or DEFAULT_PERMUTATIONS.get(args.method)
+        budget = (args.budget or DEFAULT_BUDGET.get(args.estimator)) if shapley_maps else None
         rows = read_manifest(args.data)
         root = args.data if args.data.is_dir() else args.data.parent
         rows = filter_rows(rows, split=args.split, methods=args.methods, compressions=args.compressions)
         if args.limit:
             rows = rows[: args.limit]
-        settings = {"checkpoint": str(args.checkpoint.resolve()), "arch": args.arch, "grid": args.grid,
-                    "method": args.method,
-                    "permutations": args.permutations, "antithetic": not args.no_antithetic,
+        settings = {"checkpoint": str(args.checkpoint.resolve()), "arch": args.arch, "explainer": args.explainer,
+                    "layer": args.layer, "grid": args.grid, "estimator": args.estimator,
+                    "budget": args.budget, "antithetic": not args.no_antithetic,
                     "baseline": args.baseline, "target_kind": kind, "dtype": "bfloat16" if args.bf16 else "float32",
                     "seed": args.seed, "max_stderr": args.max_stderr, **geometry.to_dict()}
         config_path = args.out / "explain.json"
         if config_path.exists():
-            old = json.loads(config_path.read_text())
+            old = {_RENAMED_KEYS.get(k, k): v for k, v in json.loads(config_path.read_text()).items()}
             changed = [k for k in _RESUME_KEYS if old.get(k, _OLD_DEFAULTS.get(k)) != settings[k]]
             if changed:
                 raise UserError(
@@ -165,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         barrier()  # every rank listed the same files before rank 0 writes new ones
         if info.is_main:
             atomic_write_json(config_path, {**settings, "model": getattr(model, "fst_meta", {})})
+            how = f"{args.estimator} Shapley values" if shapley_maps else args.explainer
             print(f"fstmatch explain: {len(rows)} faces, {len(rows) - len(todo)} already done, "
-                  f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {args.method})", flush=True)
+                  f"{len(todo)} to explain ({kind} logit, grid {args.grid}, {how})", flush=True)
         if not todo:
             return 0
         data = FaceDataset(todo, root, geometry=geometry)
@@ -177,35 +204,48 @@ def run(args: argparse.Namespace) -> int:
             items = [data[i] for i in range(start, min(start + step, len(todo)))]
             images = torch.stack([it["image"] for it in items])
             targets = torch.stack([it[key] for it in items])
-            res = shapley(model, images, targets, grid=args.grid, n_permutations=args.permutations,
-                          method=args.method, antithetic=not args.no_antithetic, baseline=args.baseline,
-                          batch_size=args.batch_size, seed=args.seed, max_stderr=args.max_stderr,
-                          dtype=torch.bfloat16 if args.bf16 else None, distributed=info.world_size > 1)
+            if shapley_maps:
+                res = shapley(model, images, targets, grid=args.grid, budget=args.budget,
+                              estimator=args.estimator, antithetic=not args.no_antithetic, baselines=args.baseline,
+                              batch_size=args.batch_size, seed=args.seed, max_stderr=args.max_stderr,
+                              dtype=torch.bfloat16 if args.bf16 else None, distributed=info.world_size > 1)
+                spent += res.total_forward
+            else:  # every rank explains its own images; rank 0 writes them all below
+                res = attribute(args.explainer, model, images.to(info.device), targets, grid=args.grid,
+                                layer=args.layer)
             if info.is_main:
                 logit, score = class_scores(model, images.to(info.device), targets)
                 for n, it in enumerate(items):
                     stem = args.out / out_name(it["id"])
                     one = slice(n, n + 1)
-                    write_maps(stem.with_suffix(".npz"), MapSet(
-                        ids=[it["id"]], values=res.values[one].numpy(), stderr=res.stderr[one].numpy(),
-                        target=targets[one].numpy(), n_forward=res.n_forward[one].numpy(),
-                        v_full=None if res.v_full is None else res.v_full[one].numpy(),
-                        v_empty=None if res.v_empty is None else res.v_empty[one].numpy(),
-                        digest=[image_digest(it["image"])], image=to_uint8(it["image"][None]),
-                        info=[row_info(todo[start + n])], metrics={"logit": logit[one], "score": score[one]},
-                        explainer="shapley", estimator=args.method, budget=budget, geometry=geometry.to_dict(),
-                        meta={"model": model_name, "target_kind": kind, "grid": args.grid, "seed": args.seed,
-                              "baseline": args.baseline, "n_permutations": int(res.n_permutations[n]),
-                              "checkpoint": str(args.checkpoint), "arch": args.arch},
-                    ))
+                    common = dict(ids=[it["id"]], target=targets[one].numpy(), digest=[image_digest(it["image"])],
+                                  image=to_uint8(it["image"][None]), info=[row_info(todo[start + n])],
+                                  metrics={"logit": logit[one], "score": score[one]}, geometry=geometry.to_dict())
+                    meta = {"model": model_name, "target_kind": kind, "grid": args.grid,
+                            "checkpoint": str(args.checkpoint), "arch": args.arch}
+                    if shapley_maps:
+                        maps = MapSet(
+                            values=res.values[one].numpy(), stderr=res.stderr[one].numpy(),
+                            n_forward=res.n_forward[one].numpy(),
+                            v_full=None if res.v_full is None else res.v_full[one].numpy(),
+                            v_empty=None if res.v_empty is None else res.v_empty[one].numpy(),
+                            explainer="shapley", estimator=args.estimator, budget=budget,
+                            meta={**meta, "seed": args.seed, "baseline": args.baseline,
+                                  "n_permutations": int(res.n_permutations[n])}, **common)
+                    else:
+                        maps = MapSet(values=res.cells[one].numpy(), pixels=res.pixels[one].float().numpy(),
+                                      explainer=args.explainer,
+                                      meta={**meta, "layer": res.layer, "signed": res.signed,
+                                            "seconds": float(res.seconds[n])}, **common)
+                    write_maps(stem.with_suffix(".npz"), maps)
                     if not args.no_overlay:
-                        overlay_png(it["image"].numpy(), res.values[n].numpy(), stem.with_suffix(".png"),
-                                    title=f"{it['id']}  ({kind} logit, class {int(targets[n])})")
-            spent += res.total_forward
+                        overlay_png(it["image"].numpy(), maps.values[0], stem.with_suffix(".png"),
+                                    title=f"{it['id']}  ({kind} logit, class {int(targets[n])}, {args.explainer})")
             bar.update(len(items))
         bar.close()
         if info.is_main:
-            print(f"fstmatch explain: wrote {len(todo)} maps to {args.out} ({spent:,} forward passes)", flush=True)
+            cost = f" ({spent:,} forward passes)" if shapley_maps else ""
+            print(f"fstmatch explain: wrote {len(todo)} maps to {args.out}{cost}", flush=True)
         return 0
     finally:
         cleanup()

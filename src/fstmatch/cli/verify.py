@@ -26,7 +26,7 @@ See docs/hypotheses.md and docs/models.md ("Explain your DeepfakeBench detector"
 
 examples:
   fstmatch verify --hypothesis 1 --config verify.yaml --out out/verify
-  fstmatch verify --hypothesis 1 2 3 --config verify.yaml --out out/verify --set shapley.permutations=200
+  fstmatch verify --hypothesis 1 2 3 --config verify.yaml --out out/verify --set shapley.budget=200
   fstmatch verify --preset paper --config checkpoints.yaml --out out/verify   # the paper's 224 px, grid 16
 """
 

@@ -232,12 +232,6 @@ def align_face(
     return warp(image, alignment_matrix(landmarks, side, face_width, scale, conv), side)
 
 
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map points ``(N, 2)`` through an affine ``(2, 3)`` matrix."""
-    pts = np.asarray(points, dtype=np.float64)
-    return pts @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
-
-
 def crop_to_frame(points: np.ndarray, box: Sequence[float], crop_size: int) -> np.ndarray:
     """Crop pixels -> frame pixels, for a crop of side ``crop_size`` px that is ``box`` (x0, y0, x1, y1) resized.
 

@@ -1,19 +1,20 @@
-"""Shapley values of grid cells: the public :func:`shapley`, the walk, ``auto``, ``reference`` and ``exact``.
+"""Shapley values of image features: the public :func:`shapley`, the walk, ``reference`` and ``exact``.
 
-Players are the ``G*G`` cells of a grid over the image; ``v(S)`` is the target logit of the image
-with the cells outside ``S`` replaced by the baseline (docs/method.md §3). Estimators:
+Players are the ``G*G`` cells of a grid over the image, or the K labels of a feature mask; ``v(S)``
+is the target output of the image with the players outside ``S`` replaced by the baseline
+(docs/method.md §3). Estimators:
 
 - ``spline`` (the default, ``_spline.py``) and ``kernel`` / ``leverage`` / ``unbiased``
-  (``_regression.py``): regressions on sampled coalition pairs.
-- ``permutation``: permutation walk. One ordering of the cells gives a marginal for every
-  cell by adding cells one at a time. ``v(∅)`` and ``v(all)`` are the same for every ordering, so
-  they are evaluated once per image: ``P`` orderings cost ``2 + P*(G*G - 1)`` forwards per image.
+  (``_regression.py``): regressions on sampled coalition pairs (the run classes of ``RUNS``).
+- ``permutation``: permutation walk. One ordering of the players gives a marginal for every
+  player by adding them one at a time. ``v(∅)`` and ``v(all)`` are the same for every ordering, so
+  they are evaluated once per image: ``P`` orderings cost ``2 + P*(K - 1)`` forwards per image.
   Antithetic (default): orderings come in pairs (an ordering, then its reverse); the pair mean is one
   sample for the standard error. Every ordering's marginals sum to ``v(all) - v(∅)``, so the
   estimate obeys efficiency exactly.
-- ``reference``: the paper's estimator. For each cell separately, ``m`` random orderings, two forwards
-  each (the cells before it, then plus it): ``2*G*G*m`` forwards per image.
-- ``exact``: all ``2**(G*G)`` coalitions with the Shapley weights (``G*G <= 12``).
+- ``reference``: the paper's estimator. For each player separately, ``m`` random orderings, two
+  forwards each (the players before it, then plus it): ``2*K*m`` forwards per image.
+- ``exact``: all ``2**K`` coalitions with the Shapley weights (``K <= 12``).
 
 The orderings depend only on ``seed`` (shared by all images, drawn one at a time, so a larger budget
 extends a smaller one); batching only changes how coalitions are grouped into forwards.
@@ -23,50 +24,63 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from fstmatch.explain import _dist, _utils
 from fstmatch.explain._regression import REGRESSION_METHODS, RegressionRun, pairs_for, regression
-from fstmatch.explain._result import ShapleyResult
+from fstmatch.explain._result import EstimatorExtras, ShapleyResult
 from fstmatch.explain._spline import SplineRun
-from fstmatch.explain._utils import Model, ShapleyInputError, ValueFunction
+from fstmatch.explain._utils import MAX_EXACT_PLAYERS, ForwardArgs, Model, ShapleyInputError, ValueFunction
 
-METHODS = ("spline", "auto", "permutation", *REGRESSION_METHODS, "reference", "exact")
-#: The method ``shapley()`` and ``fstmatch explain`` use by default.
-DEFAULT_METHOD = "spline"
-#: Methods that stop on ``max_stderr``.
-ADAPTIVE_METHODS = ("spline", "auto", "permutation", *REGRESSION_METHODS)
-#: ``auto``: share of the budget each of its two pilots spends (at least 4 orderings' worth each)
-PILOT_SHARE = 1 / 32
-#: ``auto``: smallest pilot (orderings' worth): two antithetic pairs give the walk a stderr, and
-#: 2 (n - 1) pairs the regression a sandwich variance; below twice this, ``auto`` runs the walk only
-MIN_PILOT = 4
-#: ``auto``: Leverage SHAP's coalitions are drawn with ``seed + AUTO_SEED_OFFSET`` (independent of the walk)
-AUTO_SEED_OFFSET = 7919
+ESTIMATORS = ("spline", "permutation", *REGRESSION_METHODS, "reference", "exact")
+#: The estimator ``shapley()`` and ``fstmatch explain`` use by default.
+DEFAULT_ESTIMATOR = "spline"
+#: Estimators that were removed, and what to use instead.
+REMOVED_ESTIMATORS = {"auto": "spline"}
+#: Estimators that stop on ``max_stderr``.
+ADAPTIVE_ESTIMATORS = ("spline", "permutation", *REGRESSION_METHODS)
 #: Default budget: orderings per image for ``permutation`` (32 antithetic pairs; docs/explain.md says
-#: why; the regression methods spend as many forwards) and orderings per cell for ``reference``
-#: (the paper's m).
-DEFAULT_PERMUTATIONS = {"spline": 64, "auto": 64, "permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
+#: why), as many forwards for the regressions (orderings' worth: ``budget * (K - 1) + 2``), and
+#: orderings per player for ``reference`` (the paper's m).
+DEFAULT_BUDGET = {"spline": 64, "permutation": 64, "kernel": 64, "leverage": 64, "unbiased": 64, "reference": 100}
 #: Orderings added per round when stopping on ``max_stderr``.
 ROUND = 16
-#: Fixed budgets run in rounds of at most this many (image, ordering, cell) float64 numbers.
+#: Fixed budgets run in rounds of at most this many (image, ordering, player) float64 numbers.
 ROUND_NUMBERS = 1 << 22
-#: Largest number of players ``exact`` enumerates (2**12 = 4096 coalitions).
-MAX_EXACT_PLAYERS = 12
+
+
+class EstimatorRun(Protocol):
+    """A resumable estimate for N images (``RUNS``): ``run`` adds samples for some images (the same
+    samples for all of them), ``estimate`` gives (values, stderr) (A, K) at any point, ``freeze``
+    keeps an image's estimate while others go on, ``count`` the samples each image has had, ``used``
+    the budget spent per image (orderings' worth), ``extras`` the typed extras of the estimator."""
+
+    def run(self, active: torch.Tensor, count: int) -> None: ...
+    def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def freeze(self, images: torch.Tensor) -> None: ...
+    def count(self, images: torch.Tensor) -> torch.Tensor: ...
+    def used(self) -> torch.Tensor: ...
+    def extras(self) -> EstimatorExtras: ...
+
+
+#: the regression family's run classes (each an ``EstimatorRun`` over complementary coalition pairs)
+RUNS: dict[str, type] = {"spline": SplineRun, **{m: RegressionRun for m in REGRESSION_METHODS}}
 
 
 def shapley(
-    model: nn.Module | Model,
-    images: torch.Tensor,
-    targets: torch.Tensor | Sequence[int] | int,
-    grid: int = 16,
-    n_permutations: int | None = None,
-    method: str = DEFAULT_METHOD,
+    forward_func: nn.Module | Model,
+    inputs: torch.Tensor,
+    target: torch.Tensor | Sequence[int] | int | None = None,
+    grid: int | None = 16,
+    budget: int | None = None,
+    estimator: str = DEFAULT_ESTIMATOR,
     antithetic: bool = True,
-    baseline: str | float | torch.Tensor = "zero",
+    baselines: str | float | torch.Tensor = "zero",
     batch_size: int = 256,
     seed: int = 0,
     dtype: torch.dtype | None = None,
@@ -74,130 +88,185 @@ def shapley(
     progress: bool = False,
     optimize: bool = True,
     distributed: bool | None = None,
+    *,
+    feature_mask: torch.Tensor | None = None,
+    additional_forward_args=None,
+    **renamed,
 ) -> ShapleyResult:
-    """Shapley values of the G x G grid cells of each image for the target logit.
+    """Shapley values of the players (G x G grid cells, or a feature mask's labels) of each input
+    for one output of ``forward_func``.
 
     Args:
-        model: a ``torch.nn.Module`` or callable mapping float (B, C, H, W) to logits (B, K). Masking
-            acts on the model's input as given: fstmatch models take [0, 1] pixels and normalise
-            inside, so the zero baseline means black pixels. A module in train mode is run in eval
-            mode (with a warning) and restored afterwards; the module itself is never modified.
-        images: (N, C, H, W) float; H and W must be multiples of ``grid``.
-        targets: (N,) class indices (or one int for all images); the value is ``logits[:, target]``.
-        grid: cells per side (G); G*G players.
-        n_permutations: the budget: orderings per image (``permutation`` and ``auto``, default 64,
-            rounded up to even; ``spline``, ``kernel``, ``leverage``, ``unbiased`` spend as many forwards,
-            ``P * (G*G - 1)`` plus the two ends; the cap when ``max_stderr`` is set) or orderings per
-            cell (``reference``, the paper's m, default 100). Ignored by ``exact``.
-        method: ``"spline"`` (size-spline KernelSHAP: the fewest forwards for a given error on every
-            game measured), ``"auto"`` (per image, the walk or Leverage SHAP, chosen from a pilot of both),
-            ``"permutation"`` (post-stratified antithetic walk), ``"kernel"`` (paired KernelSHAP),
-            ``"leverage"`` (Leverage SHAP), ``"unbiased"`` (unbiased KernelSHAP), ``"reference"``
-            (the paper's) or ``"exact"`` (G*G <= 12). docs/explain.md compares them.
-        antithetic: pair each ordering with its reverse (``permutation`` only; ``auto`` always does).
-        baseline: ``"zero"``, ``"mean"`` (per-image mean colour), ``"blur"`` (Gaussian, sigma = one
-            cell), a number, or a tensor broadcastable to (N, C, H, W).
-        batch_size: masked images per forward pass; bounds peak memory.
-        seed: seeds the orderings (the same orderings for every image).
+        forward_func: a ``torch.nn.Module`` or any callable mapping float (B, C, H, W) (then the
+            ``additional_forward_args``) to (B, K) outputs, or to (B,). A module runs on its
+            parameters' device; a plain function on the inputs' device. Masking acts on the input as
+            given: fstmatch models take [0, 1] pixels and normalise inside, so the zero baseline means
+            black pixels. A module in train mode is run in eval mode (with a warning) and restored
+            afterwards; the module itself is never modified.
+        inputs: (N, C, H, W) float; with a grid H and W must be multiples of ``grid``.
+        target: (N,) output indices (or one int for all inputs); the value is ``out[:, target]``.
+            None: the function must return one output per input ((B,) or (B, 1)).
+        grid: cells per side (G; G*G players) when no ``feature_mask`` is given.
+        budget: orderings per image (``permutation``, default 64, rounded up to even when
+            antithetic); orderings' worth of forwards for ``spline``, ``kernel``, ``leverage``,
+            ``unbiased`` (``budget * (K - 1) + 2`` forwards per image, K players); the cap when
+            ``max_stderr`` is set; orderings per player for ``reference`` (the paper's m, default 100).
+            Ignored by ``exact``.
+        estimator: ``"spline"`` (size-spline KernelSHAP, the default), ``"permutation"``
+            (post-stratified antithetic walk), ``"kernel"`` (paired KernelSHAP), ``"leverage"``
+            (Leverage SHAP), ``"unbiased"`` (unbiased KernelSHAP), ``"reference"`` (the paper's) or
+            ``"exact"`` (K <= 12). docs/explain.md compares them.
+        antithetic: pair each ordering with its reverse (``permutation`` only).
+        baselines: ``"zero"``, ``"mean"`` (per-image mean colour), ``"blur"`` (Gaussian, sigma = one
+            cell; with a feature mask the side of a square of the mean feature's area), a number, or
+            a tensor broadcastable to (N, C, H, W).
+        batch_size: masked inputs per forward pass; bounds peak memory.
+        seed: seeds the orderings / coalitions (the same for every image).
         dtype: e.g. ``torch.bfloat16``: run a copy of the model with weights (and inputs) in that
             dtype (autocast for a plain callable). Faster on CPUs with AMX, adds noise (docs).
-        max_stderr: sampling methods but ``reference``: add rounds of 16 orderings' worth until every
-            cell's standard error is below this (per image), or the cap is reached; ``n_forward``
-            reports the spend.
+        max_stderr: sampling estimators but ``reference``: add rounds of 16 orderings' worth until
+            every player's standard error is below this (per image), or the cap is reached.
         progress: show a tqdm bar (forwards) on stderr.
         optimize: run a deep copy with BatchNorm folded into convolutions and channels_last memory
             format (same values up to float rounding); False calls the model as given.
         distributed: split the images across ``torch.distributed`` ranks and gather the result on
             every rank (all ranks must pass the same images). ``None``: when a process group with
             more than one rank is initialised.
+        feature_mask: integer labels (H, W), (N, H, W) (or with a channel axis of 1): the players
+            are the labels 0..K-1, the same K for every image; replaces ``grid``.
+        additional_forward_args: passed after the masked batch on every call (one argument or a
+            tuple); a tensor with N rows is indexed by the images of the batch.
 
     Returns:
-        :class:`ShapleyResult` with float64 CPU tensors.
+        :class:`ShapleyResult` with float64 CPU tensors: values (N, G, G) on a grid, (N, K) with a mask.
 
     Raises:
         ShapleyInputError (a ``UserError`` and a ``ValueError``): bad arguments, a grid that does not
-        divide the image, targets out of range, non-finite logits, ``exact`` on a large grid.
+        divide the image, a bad feature mask, targets out of range, outputs of the wrong shape,
+        non-finite outputs, ``exact`` on more than 12 players.
     """
-    if method not in METHODS:
-        raise ShapleyInputError(f"method must be one of {METHODS}, got {method!r}")
+    if renamed:
+        given = {"estimator": None if estimator == DEFAULT_ESTIMATOR else estimator, "budget": budget,
+                 "target": target, "baselines": None if isinstance(baselines, str) and baselines == "zero" else baselines}
+        new = _renamed_keywords(renamed, given)
+        estimator, budget = new.get("estimator", estimator), new.get("budget", budget)
+        target, baselines = new.get("target", target), new.get("baselines", baselines)
+    if estimator in REMOVED_ESTIMATORS:
+        raise ShapleyInputError(f"estimator {estimator!r} was removed (the default beats it on every game measured); "
+                                f"use {REMOVED_ESTIMATORS[estimator]!r}")
+    if estimator not in ESTIMATORS:
+        raise ShapleyInputError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ShapleyInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    cell = _utils.check_images(images, grid)
-    tg = _utils.check_targets(targets, images.shape[0])
-    n_players = grid * grid
-    if method == "exact":
+    images = inputs
+    labels = None
+    if feature_mask is not None:
+        cell = _utils.check_images(images, None)
+        labels = _utils.check_feature_mask(feature_mask, images)
+        n_players = int(labels.max()) + 1
+        side = max(1, round(math.sqrt(cell[0] * cell[1] / n_players)))
+        cell, grid = (side, side), None
+    else:
+        if grid is None:
+            raise ShapleyInputError("pass grid=G or a feature_mask")
+        cell = _utils.check_images(images, grid)
+        n_players = grid * grid
+    tg = _utils.check_targets(target, images.shape[0])
+    if estimator == "exact":
         if n_players > MAX_EXACT_PLAYERS:
+            what = f"grid={grid}" if grid is not None else "the feature mask's labels"
             raise ShapleyInputError(
-                f"method='exact' enumerates 2**{n_players} = {2 ** n_players:,} coalitions for grid={grid}; "
-                f"it is limited to grid*grid <= {MAX_EXACT_PLAYERS} (4,096 coalitions): use 'permutation'"
+                f"estimator='exact' enumerates 2**{n_players} = {2 ** n_players:,} coalitions for {what}; "
+                f"it is limited to {MAX_EXACT_PLAYERS} players (4,096 coalitions): use 'spline'"
             )
         n_perm = 0
     else:
-        n_perm = DEFAULT_PERMUTATIONS[method] if n_permutations is None else n_permutations
+        n_perm = DEFAULT_BUDGET[estimator] if budget is None else budget
         if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
-            raise ShapleyInputError(f"n_permutations must be a positive integer, got {n_permutations!r}")
-        if method in ("permutation", "auto") and (antithetic or method == "auto") and n_perm % 2:
+            raise ShapleyInputError(f"budget must be a positive integer, got {budget!r}")
+        if estimator == "permutation" and antithetic and n_perm % 2:
             n_perm += 1
-    if not antithetic and method != "permutation":
-        raise ShapleyInputError(f"antithetic=False applies to method='permutation' only, not {method!r}")
+    if not antithetic and estimator != "permutation":
+        raise ShapleyInputError(f"antithetic=False applies to estimator='permutation' only, not {estimator!r}")
     if max_stderr is not None:
-        if method not in ADAPTIVE_METHODS:
-            raise ShapleyInputError(f"max_stderr applies to the methods {ADAPTIVE_METHODS} only, not {method!r}")
+        if estimator not in ADAPTIVE_ESTIMATORS:
+            raise ShapleyInputError(f"max_stderr applies to the estimators {ADAPTIVE_ESTIMATORS} only, not {estimator!r}")
         if not max_stderr > 0:
             raise ShapleyInputError(f"max_stderr must be > 0, got {max_stderr!r}")
 
     if distributed is None:
         distributed = _dist.world_size() > 1
-    run = dict(grid=grid, cell=cell, method=method, n_perm=n_perm, antithetic=antithetic,
-               baseline=baseline, batch_size=batch_size, seed=seed, dtype=dtype,
-               max_stderr=max_stderr, progress=progress, optimize=optimize)
+    device, _ = _utils.model_device(forward_func, images)
+    args = ForwardArgs(additional_forward_args, images.shape[0], device)
+    run = dict(grid=grid, cell=cell, n_players=n_players, labels=labels, forward_args=args,
+               single_output=target is None, method=estimator,
+               n_perm=n_perm, antithetic=antithetic, baseline=baselines, batch_size=batch_size, seed=seed,
+               dtype=dtype, max_stderr=max_stderr, progress=progress, optimize=optimize)
     if distributed and _dist.world_size() > 1:
-        return _dist.sharded(_run_local, model, images, tg, run)
-    return _run_local(model, images, tg, **run)
+        return _dist.sharded(_run_local, forward_func, images, tg, run)
+    return _run_local(forward_func, images, tg, **run)
+
+
+#: old keyword -> new keyword of shapley() (the old spelling still works, with a DeprecationWarning)
+RENAMED_KEYWORDS = {"method": "estimator", "n_permutations": "budget", "targets": "target", "baseline": "baselines"}
+
+
+def _renamed_keywords(renamed: dict, given: dict) -> dict:
+    """The new keywords' values from ``renamed`` (old spellings); ``given``: the new keywords' values
+    as passed (None or their default when not)."""
+    out = {}
+    for old, value in renamed.items():
+        if old not in RENAMED_KEYWORDS:
+            raise TypeError(f"shapley() got an unexpected keyword argument {old!r}")
+        new = RENAMED_KEYWORDS[old]
+        if given[new] is not None:
+            raise TypeError(f"shapley(): pass {new}= only ({old}= is its old name)")
+        warnings.warn(f"shapley({old}=...) is renamed {new}=...", DeprecationWarning, stacklevel=3)
+        out[new] = value
+    return out
 
 
 def _run_local(
-    model: Model, images: torch.Tensor, targets: torch.Tensor, *, grid: int, cell: tuple[int, int],
-    method: str, n_perm: int, antithetic: bool, baseline, batch_size: int, seed: int,
-    dtype: torch.dtype | None, max_stderr: float | None, progress: bool, optimize: bool,
+    model: Model, images: torch.Tensor, targets: torch.Tensor, *, grid: int | None, cell: tuple[int, int],
+    n_players: int, labels: torch.Tensor | None, forward_args: ForwardArgs, single_output: bool, method: str, n_perm: int,
+    antithetic: bool, baseline, batch_size: int, seed: int, dtype: torch.dtype | None, max_stderr: float | None,
+    progress: bool, optimize: bool,
 ) -> ShapleyResult:
     device, float_dtype = _utils.model_device(model, images)
     x = images.detach().to(device=device, dtype=float_dtype)
     base = _utils.make_baseline(baseline, x, cell).detach()
-    n, n_players = x.shape[0], grid * grid
+    n = x.shape[0]
     total = _planned_forwards(method, n, n_players, n_perm, antithetic, max_stderr)
     bar = _progress_bar(total, progress)
     try:
-        with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1]) as (fn, in_dtype):
+        with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1],
+                                   probe_args=forward_args.rows(torch.zeros(1, dtype=torch.long))) as (fn, in_dtype):
             walker = (_incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
-                      if method in ("permutation", "auto") and optimize else None)
+                      if method == "permutation" and optimize and grid is not None and not forward_args else None)
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
-                walker=walker,
+                walker=walker, labels=labels, forward_args=forward_args, single_output=single_output,
             )
             if method == "exact":
                 est = _exact(vf, n, n_players)
             elif method == "reference":
                 est = _reference(vf, n, n_players, n_perm, seed)
-            elif method == "auto":
-                est = _auto(vf, n, n_players, n_perm, seed, max_stderr)
-            elif method == "spline":
-                est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND,
-                                 make_run=lambda v0, v1, pairs: SplineRun(vf, n, n_players, seed, v0, v1, pairs))
-            elif method in REGRESSION_METHODS:
-                est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND)
+            elif method in RUNS:
+                est = regression(vf, n, n_players, method, n_perm, seed, max_stderr, ROUND, run_class=RUNS[method])
             else:
                 est = _permutation(vf, n, n_players, n_perm, antithetic, seed, max_stderr)
     finally:
         if bar is not None:
             bar.close()
     values, stderr, n_used, v_full, v_empty = est[:5]
+    shape = (n, grid, grid) if grid is not None else (n, n_players)
     return ShapleyResult(
-        values=values.view(n, grid, grid), stderr=stderr.view(n, grid, grid), n_forward=vf.n_forward,
+        values=values.view(shape), stderr=stderr.view(shape), n_forward=vf.n_forward,
         n_permutations=n_used, targets=targets.clone(), v_full=v_full, v_empty=v_empty, method=method,
         grid=grid, seed=seed, dtype=str(dtype or images.dtype).replace("torch.", ""),
-        extra=est[5] if len(est) > 5 else {},
+        extras=est[5] if len(est) > 5 else EstimatorExtras(), feature_mask=labels,
+        image_size=tuple(images.shape[-2:]),
     )
 
 
@@ -222,7 +291,7 @@ def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max
         return n * 2**p
     if method == "reference":
         return n * 2 * p * m
-    if method in (*REGRESSION_METHODS, "spline"):
+    if method in RUNS:
         return n * (2 + 2 * pairs_for(m, p))
     return n * (2 + m * (p - 1))
 
@@ -236,7 +305,7 @@ def _progress_bar(total: int, enabled: bool):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Estimators. Each returns (values (N, P), stderr (N, P), n_used (N,), v_full, v_empty).
+# Estimators. Each returns (values (N, P), stderr (N, P), n_used (N,), v_full, v_empty[, extras]).
 
 Estimate = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
@@ -318,67 +387,6 @@ def _permutation(
             active = active[~done]
     values, stderr = walk.estimate(torch.arange(n))
     return values, stderr, walk.used(), v_full, v_empty
-
-
-def _auto(vf: ValueFunction, n: int, n_players: int, n_perm: int, seed: int, max_stderr: float | None):
-    """Choose per image between the walk and Leverage SHAP from a pilot of both, then combine.
-
-    Pilot: ``PILOT_SHARE`` of the budget (at least 4 orderings' worth) for each of the antithetic
-    walk and ``leverage``, on independent samples. Each image then spends the rest of its budget on
-    the estimator with the smaller variance per unit of compute (the walk's from its pilot's stderr,
-    times the incremental walker's cost per step relative to a full forward where one runs; the
-    regression's large-sample variance predicted from its pilot: ``RegressionRun.variance_per_pair``),
-    and returns that estimator's estimate and stderr (its pilot included). The other pilot is not
-    mixed in: with a pilot's few samples its stderr is too noisy to weight it by (measured: an
-    inverse-variance mix was worse than either estimator on a toy game). Returns the estimate and
-    ``extra``: ``auto_walk`` (N,) bool, the choice per image.
-    """
-    v_empty, v_full = _ends(vf, n, n_players)
-    everyone = torch.arange(n)
-    walk = _Walk(vf, n, n_players, True, seed, v_empty, v_full)
-    if n_perm < 2 * MIN_PILOT or n_players < 4:  # too small a budget (or game) to try both: the walk
-        walk.run(everyone, n_perm)
-        values, stderr = walk.estimate(everyone)
-        return values, stderr, walk.used(), v_full, v_empty, {"auto_walk": torch.ones(n, dtype=torch.bool)}
-    reg = RegressionRun(vf, n, n_players, "leverage", seed + AUTO_SEED_OFFSET, v_empty, v_full)
-    pilot = min(max(MIN_PILOT, 2 * round(n_perm * PILOT_SHARE / 2)), n_perm // 4 * 2)
-    walk.run(everyone, pilot)
-    reg.keep_samples()
-    reg.run(everyone, pairs_for(pilot, n_players))
-    _, se_w = walk.estimate(everyone)
-    # compare the two per forward: the walk's pilot variance (unbiased at any size) against the
-    # regression's predicted large-sample variance (its small-sample jackknife overstates it)
-    walk_const = torch.nan_to_num((se_w**2).sum(1), nan=math.inf) * pilot * (n_players - 1)
-    reg_const = reg.variance_per_pair(everyone) * 2
-    reg.kept = None
-    # per unit of compute: incremental walks cost a fraction of a full forward per step (the
-    # walker's multiply-add count; deterministic, unlike a timing)
-    step_cost = vf.walker.step_cost if vf.walker is not None else 1.0
-    use_walk = walk_const * step_cost <= reg_const
-    reg.freeze(everyone[use_walk])
-
-    def chosen(images):
-        vw, sw = walk.estimate(images)
-        vl, sl = reg.estimate(images)
-        pick = use_walk[images].view(-1, 1)
-        return torch.where(pick, vw, vl), torch.where(pick, sw, sl)
-
-    rest = n_perm - 2 * pilot
-    step = rest if max_stderr is None else ROUND
-    active = everyone
-    while rest > 0 and active.numel():
-        count = min(step, rest)
-        rest -= count
-        walk.run(active[use_walk[active]], count)
-        reg.run(active[~use_walk[active]], pairs_for(count, n_players))
-        if max_stderr is not None:
-            _, se = chosen(active)
-            done = se.amax(dim=1) < max_stderr
-            reg.freeze(active[done & ~use_walk[active]])
-            active = active[~done]
-    values, stderr = chosen(everyone)
-    used = (vf.n_forward - 2 + (n_players - 2)) // (n_players - 1)
-    return values, stderr, used, v_full, v_empty, {"auto_walk": use_walk}
 
 
 class _StratumSums:

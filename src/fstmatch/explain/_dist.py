@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from fstmatch.explain._regression import pairs_for
-from fstmatch.explain._result import ShapleyResult
+from fstmatch.explain._result import EstimatorExtras, ShapleyResult
 from fstmatch.explain._spline import knots_for
 
 
@@ -32,12 +32,15 @@ def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
 
 def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Tensor, run: dict):
     world, rank = dist.get_world_size(), dist.get_rank()
-    n, p = images.shape[0], run["grid"] ** 2
+    n, p = images.shape[0], run["n_players"]
     per = math.ceil(n / world)
     lo, hi = shard_bounds(n, rank, world)
-    packed = torch.full((per, 2 * p + 6), math.nan, dtype=torch.float64)
+    packed = torch.full((per, 2 * p + 5), math.nan, dtype=torch.float64)
     if hi > lo:
-        local = run_local(model, images[lo:hi], targets[lo:hi], **{**run, "progress": run["progress"] and rank == 0})
+        labels = run["labels"][lo:hi] if run["labels"] is not None else None
+        local = run_local(model, images[lo:hi], targets[lo:hi],
+                          **{**run, "labels": labels, "forward_args": run["forward_args"].slice(lo, hi),
+                             "progress": run["progress"] and rank == 0})
         m = hi - lo
         packed[:m, :p] = local.values.reshape(m, p)
         packed[:m, p:2 * p] = local.stderr.reshape(m, p)
@@ -45,20 +48,23 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         packed[:m, 2 * p + 1] = local.n_permutations.double()
         packed[:m, 2 * p + 2] = local.v_full if local.v_full is not None else math.nan
         packed[:m, 2 * p + 3] = local.v_empty if local.v_empty is not None else math.nan
-        if "auto_walk" in local.extra:
-            packed[:m, 2 * p + 4] = local.extra["auto_walk"].double()
-        if "spline_lambda" in local.extra:
-            packed[:m, 2 * p + 5] = local.extra["spline_lambda"]
+        if local.extras.spline_lambda is not None:
+            packed[:m, 2 * p + 4] = local.extras.spline_lambda
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     parts = [torch.empty_like(packed, device=device) for _ in range(world)]
     dist.all_gather(parts, packed.to(device))
     full = torch.cat([t.cpu() for t in parts])[:n]
     g = run["grid"]
+    shape = (n, g, g) if g is not None else (n, p)
     has_ends = run["method"] != "reference"
     dtype = run["dtype"]
+    extras = EstimatorExtras(world_size=world)
+    if run["method"] == "spline":
+        extras.spline_lambda = full[:, 2 * p + 4].clone()
+        extras.spline_knots = knots_for(p, pairs_for(run["n_perm"], p))
     return ShapleyResult(
-        values=full[:, :p].reshape(n, g, g).clone(),
-        stderr=full[:, p:2 * p].reshape(n, g, g).clone(),
+        values=full[:, :p].reshape(shape).clone(),
+        stderr=full[:, p:2 * p].reshape(shape).clone(),
         n_forward=full[:, 2 * p].round().long(),
         n_permutations=full[:, 2 * p + 1].round().long(),
         targets=targets.clone(),
@@ -66,15 +72,5 @@ def sharded(run_local: Callable, model, images: torch.Tensor, targets: torch.Ten
         v_empty=full[:, 2 * p + 3].clone() if has_ends else None,
         method=run["method"], grid=g, seed=run["seed"],
         dtype=str(dtype or images.dtype).replace("torch.", ""),
-        extra={"world_size": world, **_method_extra(run, full[:, 2 * p + 4:])},
+        extras=extras, feature_mask=run["labels"], image_size=tuple(images.shape[-2:]),
     )
-
-
-def _method_extra(run: dict, columns: torch.Tensor) -> dict:
-    """The per-image ``extra`` of the method, from its gathered columns (auto_walk, spline_lambda)."""
-    if run["method"] == "auto":
-        return {"auto_walk": columns[:, 0] == 1}
-    if run["method"] == "spline":
-        n = run["grid"] ** 2
-        return {"spline_lambda": columns[:, 1].clone(), "spline_knots": knots_for(n, pairs_for(run["n_perm"], n))}
-    return {}

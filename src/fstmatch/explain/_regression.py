@@ -25,17 +25,17 @@ Standard errors: ``unbiased`` from the per-pair terms' sample variance; ``kernel
 a delete-one-group jackknife over ``GROUPS`` interleaved groups of pairs (the estimate is a ratio,
 so a plain variance does not apply). Memory: running sums only (``GROUPS`` copies of the n x n
 matrix, shared by the images, and ``GROUPS x n`` numbers per image), whatever the budget.
-Budget: ``n_permutations`` orderings' worth of forwards, ``P * (n - 1)`` masked images plus the two
-ends, so a method comparison at equal ``n_permutations`` is at equal forwards.
+Budget: ``budget`` orderings' worth of forwards, ``P * (n - 1)`` masked images plus the two
+ends, so a comparison of estimators at equal ``budget`` is at equal forwards.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
+from fstmatch.explain._result import EstimatorExtras
 from fstmatch.explain._utils import ValueFunction
 
 REGRESSION_METHODS = ("kernel", "leverage", "unbiased")
@@ -213,46 +213,18 @@ class RegressionRun:
     def __init__(self, vf: ValueFunction, n_images: int, n: int, method: str, seed: int,
                  v_empty: torch.Tensor, v_full: torch.Tensor) -> None:
         self.vf, self.n = vf, n
+        self.method = method
         self.sampler = PairSampler(method, n, seed)
         self.sums = _RegressionSums(method, n_images, n)
         self.v_empty, self.gap = v_empty, v_full - v_empty
         self.frozen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.per_round = max(2, (1 << 14) // n)
-        self.kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-
-    def keep_samples(self) -> None:
-        """Keep the pairs added from now on (for :meth:`variance_per_pair`; a pilot's worth)."""
-        self.kept = []
 
     def run(self, active: torch.Tensor, pairs: int) -> None:
         for z, _, w, v in evaluated_pairs(self.vf, self.sampler, self.v_empty, active, pairs, self.per_round):
             k = z.shape[0]
             self.sums.add(active, z, w, v[:, :k], v[:, k:], shared=True)
             self.sums.advance(k)
-            if self.kept is not None:
-                self.kept.append((z, w, v[:, :k], v[:, k:]))
-
-    def variance_per_pair(self, images: torch.Tensor) -> torch.Tensor:
-        """(A,) predicted ``sum_i Var(phi_i)`` of this estimator per pair, ``K * E||phi_K - phi||^2``
-        for large K, from the kept pairs (all images in ``images`` must have had them).
-
-        Small samples overstate a regression's variance (A is poorly estimated with few pairs more
-        than players), so a pilot's jackknife is no guide to what the full budget will give. This
-        uses the large-sample (sandwich) form with the exact ``E_mu[z z'] = a I + c 11'``:
-        ``phi_K - phi ≈ (1/a) C (1/K) sum_k w_k (z_k r_k + z'_k r'_k) / 2`` (C centres over players,
-        r the residuals ``y - z'phi``, primes for the complement), with the in-sample residuals of the
-        current estimate inflated by ``K / (K - n)`` for the n fitted values (HC1).
-        """
-        z, w, y_in, y_out = (torch.cat(t, dim=-1 if i >= 2 else 0) for i, t in enumerate(zip(*self.kept)))
-        phi, _ = self.sums.estimate(images, self.gap[images])  # (A, n)
-        zf = z.double()
-        r_in = y_in - phi @ zf.T  # (A, K)
-        r_out = y_out - phi @ (1 - zf).T
-        u = w.view(1, -1, 1) * (zf.unsqueeze(0) * r_in.unsqueeze(2) + (1 - zf).unsqueeze(0) * r_out.unsqueeze(2)) / 2
-        u = u - u.mean(dim=2, keepdim=True)  # C: centre over players
-        a, _ = unbiased_constants(self.n)
-        k = z.shape[0]
-        return (u**2).sum(2).mean(1) / a**2 * k / max(k - self.n, 1)
 
     def freeze(self, images: torch.Tensor) -> None:
         if images.numel():
@@ -275,24 +247,23 @@ class RegressionRun:
         """(N,) orderings' worth of forwards spent per image (rounded)."""
         return (2 * self.sums.k + (self.n - 2)) // (self.n - 1)
 
-    def extra(self) -> dict:
-        return {}
+    def extras(self) -> EstimatorExtras:
+        return EstimatorExtras()
 
 
 def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: int, seed: int,
-               max_stderr: float | None, round_orderings: int, make_run: Callable | None = None):
-    """A regression-family estimate: (values, stderr, n_used, v_full, v_empty, extra), ``n_used`` in
-    orderings' worth of forwards (``2 * pairs / (n - 1)``). ``make_run(v_empty, v_full, pairs)``
-    builds the run state (default: ``RegressionRun`` of ``method``; ``_spline.SplineRun`` for spline)."""
+               max_stderr: float | None, round_orderings: int, run_class: type = RegressionRun):
+    """A regression-family estimate: (values, stderr, n_used, v_full, v_empty, extras), ``n_used`` in
+    orderings' worth of forwards (``2 * pairs / (n - 1)``). ``run_class(vf, n_images, n, method, seed,
+    v_empty, v_full)`` is the run state (``_core.RUNS``: ``RegressionRun`` or ``_spline.SplineRun``)."""
     ends = vf.evaluate(torch.arange(n_images), torch.stack([torch.zeros(n, dtype=torch.bool),
                                                             torch.ones(n, dtype=torch.bool)]))
     v_empty, v_full = ends[:, 0], ends[:, 1]
     if n == 1:  # one player: efficiency alone gives its value
         gap = (v_full - v_empty).view(-1, 1)
-        return gap, torch.zeros_like(gap), torch.zeros(n_images, dtype=torch.long), v_full, v_empty, {}
+        return gap, torch.zeros_like(gap), torch.zeros(n_images, dtype=torch.long), v_full, v_empty, EstimatorExtras()
     budget = pairs_for(n_perm, n)
-    run = (make_run(v_empty, v_full, budget) if make_run is not None
-           else RegressionRun(vf, n_images, n, method, seed, v_empty, v_full))
+    run = run_class(vf, n_images, n, method, seed, v_empty, v_full)
     if max_stderr is None:
         run.run(torch.arange(n_images), budget)
     else:
@@ -307,4 +278,4 @@ def regression(vf: ValueFunction, n_images: int, n: int, method: str, n_perm: in
             run.freeze(active[done])
             active = active[~done]
     values, stderr = run.estimate(torch.arange(n_images))
-    return values, stderr, run.used(), v_full, v_empty, run.extra()
+    return values, stderr, run.used(), v_full, v_empty, run.extras()

@@ -1,4 +1,4 @@
-"""Size-spline KernelSHAP (``method="spline"``): the Shapley kernel's least-squares fit of cell
+"""Size-spline KernelSHAP (``estimator="spline"``): the Shapley kernel's least-squares fit of cell
 effects that change with the coalition size, and the exact Shapley values of that fit.
 
 Proxy model, with ``y(S) = v(S) - v(∅)``, ``z`` the indicator of S, ``s = |S|`` and ``B_l`` the
@@ -25,7 +25,9 @@ samples KernelSHAP(y) is phi(v). The size-dependence only lowers the variance: o
 effects shrink or grow with how much of the face is present it removes what an additive fit leaves
 in the residual (docs/explain.md has the measurements).
 
-``lam`` is chosen per image from ``LAMBDAS`` (times the mean diagonal of the normal matrix) by the
+Knots follow the pairs drawn so far (``knots_for``), so a run stopped at P pairs fits exactly as a
+fixed run of P pairs: until the knots reach their cap the evaluated values are kept and the sums
+rebuilt on each new knot count. ``lam`` is chosen per image from ``LAMBDAS`` (times the mean diagonal of the normal matrix) by the
 smallest jackknife variance; standard errors by a delete-one-group jackknife over ``GROUPS``
 interleaved groups of pairs. Memory: the sampled coalitions (shared by the images; pairs x n
 booleans) and ``GROUPS x p`` sums per image, ``p = L (n + 1)``; the normal matrices are rebuilt from
@@ -39,6 +41,7 @@ import math
 import torch
 
 from fstmatch.explain._regression import GROUPS, PairSampler, evaluated_pairs
+from fstmatch.explain._result import EstimatorExtras
 from fstmatch.explain._utils import ValueFunction
 
 #: penalty weights tried per image, relative to the mean diagonal of the normal matrix (0 = none)
@@ -145,11 +148,11 @@ class SplineRun:
     ``_regression.RegressionRun``): ``run`` adds pairs for some images (the same pairs for all),
     ``estimate`` fits at any point, ``freeze`` keeps an image's estimate while others go on."""
 
-    def __init__(self, vf: ValueFunction, n_images: int, n: int, seed: int, v_empty: torch.Tensor,
-                 v_full: torch.Tensor, budget_pairs: int) -> None:
-        self.vf, self.n = vf, n
+    def __init__(self, vf: ValueFunction, n_images: int, n: int, method: str, seed: int,
+                 v_empty: torch.Tensor, v_full: torch.Tensor) -> None:
+        self.vf, self.n, self.n_images = vf, n, n_images
         self.sampler = PairSampler("leverage", n, seed)
-        self.basis = _Basis(n, knots_for(n, budget_pairs))
+        self.basis = _Basis(n, knots_for(n, 0))
         self.v_empty, self.gap = v_empty, v_full - v_empty
         self.z: list[torch.Tensor] = []  # the first coalition of each pair, in draw order
         self.sizes: list[torch.Tensor] = []
@@ -157,24 +160,46 @@ class SplineRun:
         self.b = torch.zeros(n_images, GROUPS, self.basis.p, dtype=torch.float64)  # per-group X'W y
         self.k = torch.zeros(n_images, dtype=torch.long)  # pairs per image
         self.drawn = 0
+        # the values of every batch (images, v, index of its first pair), kept while the knots can
+        # still change (they follow the pairs drawn so far: a run stopped at P pairs fits as a
+        # fixed run of P does); dropped once the knots reach their cap
+        self.kept: list[tuple] | None = (
+            [] if knots_for(n, 0) < knots_for(n, 1 << 62) else None)
         self.frozen: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
         self.lam = torch.full((n_images,), math.nan, dtype=torch.float64)
         self.per_round = max(2, (1 << 14) // n)
 
     def run(self, active: torch.Tensor, pairs: int) -> None:
         for z, s, w, v in evaluated_pairs(self.vf, self.sampler, self.v_empty, active, pairs, self.per_round):
-            k = z.shape[0]
-            zz, ss, ww, gg = _both_members(z, s, w, (self.drawn + torch.arange(k)) % GROUPS, self.n)
-            for rows, index, x in self.basis.local(zz, ss):
-                contrib = (v[:, rows] * ww[rows]).unsqueeze(2) * x.unsqueeze(0)  # (a, r, 2 + 2n)
-                per_group = torch.zeros(active.numel(), GROUPS, x.shape[1], dtype=torch.float64)
-                per_group.index_add_(1, gg[rows], contrib)
-                self.b[active.view(-1, 1, 1), torch.arange(GROUPS).view(1, -1, 1), index.view(1, 1, -1)] += per_group
+            k, first = z.shape[0], self.drawn
             self.z.append(z)
             self.sizes.append(s)
             self.w.append(w)
             self.drawn += k
             self.k[active] += k
+            if self.kept is not None:
+                self.kept.append((active, v, first, z, s, w))
+            knots = knots_for(self.n, self.drawn)
+            if knots != self.basis.L:  # rebuild the sums on the new knots from the kept values
+                self.basis = _Basis(self.n, knots)
+                self.b = torch.zeros(self.n_images, GROUPS, self.basis.p, dtype=torch.float64)
+                for kept in self.kept:
+                    self._add(*kept)
+                if knots == knots_for(self.n, 1 << 62):
+                    self.kept = None
+            else:
+                self._add(active, v, first, z, s, w)
+
+    def _add(self, active: torch.Tensor, v: torch.Tensor, first: int, z: torch.Tensor, s: torch.Tensor,
+             w: torch.Tensor) -> None:
+        """Add to ``b`` the pairs (z, s, w), drawn first..first+k-1, with values v (A, 2k) of ``active``."""
+        k = z.shape[0]
+        zz, ss, ww, gg = _both_members(z, s, w, (first + torch.arange(k)) % GROUPS, self.n)
+        for rows, index, x in self.basis.local(zz, ss):
+            contrib = (v[:, rows] * ww[rows]).unsqueeze(2) * x.unsqueeze(0)  # (a, r, 2 + 2n)
+            per_group = torch.zeros(active.numel(), GROUPS, x.shape[1], dtype=torch.float64)
+            per_group.index_add_(1, gg[rows], contrib)
+            self.b[active.view(-1, 1, 1), torch.arange(GROUPS).view(1, -1, 1), index.view(1, 1, -1)] += per_group
 
     def _samples(self, count: int):
         """The first ``count`` pairs as both members: (z (2c, n), sizes, weights (half the pair's), group)."""
@@ -248,6 +273,6 @@ class SplineRun:
         """(N,) orderings' worth of forwards spent per image (rounded)."""
         return (2 * self.k + (self.n - 2)) // (self.n - 1)
 
-    def extra(self) -> dict:
-        """``spline_lambda`` (N,): the penalty each image's estimate used (relative units)."""
-        return {"spline_lambda": self.lam.clone(), "spline_knots": self.basis.L}
+    def extras(self) -> EstimatorExtras:
+        """The penalty each image's estimate used (relative units) and the knots of the last fit."""
+        return EstimatorExtras(spline_lambda=self.lam.clone(), spline_knots=self.basis.L)

@@ -21,7 +21,36 @@ from torch import nn
 
 from fstmatch.errors import UserError
 
-Model = Callable[[torch.Tensor], torch.Tensor]
+Model = Callable[..., torch.Tensor]
+
+
+class ForwardArgs:
+    """``additional_forward_args``, passed after the masked batch on every call (captum's convention):
+    a tensor whose first dimension is N (one row per image) gets the rows of the batch's images; any
+    other argument is passed as is."""
+
+    def __init__(self, args, n: int, device: torch.device) -> None:
+        if args is None:
+            args = ()
+        elif not isinstance(args, tuple):
+            args = (args,)
+        self.n = n
+        self.per_image = [isinstance(a, torch.Tensor) and a.ndim >= 1 and a.shape[0] == n for a in args]
+        self.args = tuple(a.to(device) if p else a for a, p in zip(args, self.per_image, strict=True))
+
+    def __bool__(self) -> bool:
+        return bool(self.args)
+
+    def rows(self, idx: torch.Tensor) -> tuple:
+        """The arguments for a batch of the images ``idx`` (CPU long)."""
+        return tuple(a[idx.to(a.device)] if p else a for a, p in zip(self.args, self.per_image, strict=True))
+
+    def slice(self, lo: int, hi: int):
+        """The arguments of the images lo..hi-1 (for sharding)."""
+        out = ForwardArgs(None, hi - lo, torch.device("cpu"))
+        out.args = tuple(a[lo:hi] if p else a for a, p in zip(self.args, self.per_image, strict=True))
+        out.per_image = list(self.per_image)
+        return out
 
 
 class ShapleyInputError(UserError, ValueError):
@@ -32,8 +61,9 @@ class ShapleyInputError(UserError, ValueError):
 # Input checks
 
 
-def check_images(images: torch.Tensor, grid: int) -> tuple[int, int]:
-    """Validate ``images`` (N, C, H, W) float and ``grid``; return the cell size ``(ch, cw)``."""
+def check_images(images: torch.Tensor, grid: int | None) -> tuple[int, int]:
+    """Validate ``images`` (N, C, H, W) float and ``grid``; return the cell size ``(ch, cw)``
+    (``grid=None``, with a feature mask: the image size (H, W))."""
     if not isinstance(images, torch.Tensor):
         raise ShapleyInputError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -44,6 +74,8 @@ def check_images(images: torch.Tensor, grid: int) -> tuple[int, int]:
         raise ShapleyInputError("images is empty (N = 0)")
     if not torch.isfinite(images).all():
         raise ShapleyInputError("images contain NaN or infinite values")
+    if grid is None:
+        return tuple(images.shape[-2:])
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
         raise ShapleyInputError(f"grid must be a positive integer, got {grid!r}")
     h, w = images.shape[-2:]
@@ -55,12 +87,57 @@ def check_images(images: torch.Tensor, grid: int) -> tuple[int, int]:
     return h // grid, w // grid
 
 
+#: most players ``exact`` enumerates (2**12 = 4,096 coalitions)
+MAX_EXACT_PLAYERS = 12
+
+
+def check_feature_mask(mask, images: torch.Tensor) -> torch.Tensor:
+    """A feature mask as (N, H, W) int64 on the CPU, labels 0..K-1 with the same K for every image.
+
+    Accepts (H, W), (1 or N, H, W) or (1 or N, 1, H, W) integer tensors (or numpy arrays)."""
+    n, _, h, w = images.shape
+    if not isinstance(mask, torch.Tensor):
+        try:
+            mask = torch.as_tensor(mask)
+        except (TypeError, ValueError, RuntimeError):
+            raise ShapleyInputError(f"feature_mask must be an integer tensor (H, W) or (N, H, W), got "
+                                    f"{type(mask).__name__}") from None
+    if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
+        raise ShapleyInputError(f"feature_mask must hold integer labels 0..K-1, got dtype {mask.dtype}")
+    shape = tuple(mask.shape)
+    m = mask
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim == 2:
+        m = m.unsqueeze(0)
+    if m.ndim != 3 or m.shape[0] not in (1, n) or tuple(m.shape[1:]) != (h, w):
+        raise ShapleyInputError(
+            f"feature_mask of shape {shape} does not match the inputs {tuple(images.shape)}: expected "
+            f"({h}, {w}), (1, {h}, {w}) or ({n}, {h}, {w})")
+    m = m.long().cpu().expand(n, h, w)  # one mask for all images stays one (a view), not N copies
+    if int(m.min()) < 0:
+        raise ShapleyInputError(f"feature_mask labels must be >= 0, got {int(m.min())}")
+    k = int(m.max()) + 1
+    for i in range(m.shape[0] if mask.ndim >= 3 and mask.shape[0] == n else 1):
+        present = torch.bincount(m[i].flatten(), minlength=k) > 0
+        if not present.all():
+            missing = torch.nonzero(~present).flatten().tolist()
+            raise ShapleyInputError(
+                f"feature_mask labels must be 0..K-1 with none missing (K = {k} from its largest label); "
+                f"image {i} lacks label(s) {missing[:10]}: relabel to consecutive integers, e.g. "
+                "torch.unique(mask, return_inverse=True)[1], the same K for every image")
+    return m
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0 and d <= 64][:12]
 
 
-def check_targets(targets: torch.Tensor | Sequence[int] | int, n: int) -> torch.Tensor:
-    """Targets as an int64 tensor (N,); a single int applies to every image."""
+def check_targets(targets: torch.Tensor | Sequence[int] | int | None, n: int) -> torch.Tensor:
+    """Targets as an int64 tensor (N,); a single int applies to every image; None: output 0 (for a
+    forward function with one output per input)."""
+    if targets is None:
+        return torch.zeros(n, dtype=torch.long)
     if isinstance(targets, int) and not isinstance(targets, bool):
         return torch.full((n,), targets, dtype=torch.long)
     t = torch.as_tensor(targets)
@@ -133,7 +210,8 @@ def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @contextlib.contextmanager
 def prepared_model(
-    model: Model, *, optimize: bool, dtype: torch.dtype | None, device: torch.device, probe: torch.Tensor
+    model: Model, *, optimize: bool, dtype: torch.dtype | None, device: torch.device, probe: torch.Tensor,
+    probe_args: tuple = (),
 ) -> Iterator[tuple[Model, torch.dtype | None]]:
     """Yield ``(fn, input_dtype)``: the callable to run and the dtype to feed it (None: as images).
 
@@ -145,7 +223,7 @@ def prepared_model(
     """
     if not isinstance(model, nn.Module):
         if not callable(model):
-            raise ShapleyInputError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+            raise ShapleyInputError(f"forward_func must be a torch.nn.Module or a callable, got {type(model).__name__}")
         if dtype is None:
             yield model, None
         else:
@@ -164,14 +242,15 @@ def prepared_model(
         model.eval()
         fn: nn.Module = model
         if optimize or dtype is not None:
-            fn = _optimized_copy(model, optimize=optimize, dtype=dtype, probe=probe)
+            fn = _optimized_copy(model, optimize=optimize, dtype=dtype, probe=probe, probe_args=probe_args)
         yield fn, dtype
     finally:
         for m, mode in modes:
             m.training = mode
 
 
-def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | None, probe: torch.Tensor) -> nn.Module:
+def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | None, probe: torch.Tensor,
+                    probe_args: tuple = ()) -> nn.Module:
     try:
         fn = copy.deepcopy(model)
     except Exception as e:  # a module that cannot be copied: run it as given
@@ -179,14 +258,14 @@ def _optimized_copy(model: nn.Module, *, optimize: bool, dtype: torch.dtype | No
         return model
     fn.eval().requires_grad_(False)
     if optimize:
-        fn = fold_batchnorm(fn, probe)
+        fn = fold_batchnorm(fn, probe, probe_args)
         fn = fn.to(memory_format=torch.channels_last)
     if dtype is not None:
         fn = fn.to(dtype=dtype)
     return fn
 
 
-def fold_batchnorm(module: nn.Module, probe: torch.Tensor) -> nn.Module:
+def fold_batchnorm(module: nn.Module, probe: torch.Tensor, probe_args: tuple = ()) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` into the ``Conv2d`` whose output it normalises.
 
     Works on any module without tracing its code: one forward of ``probe`` with hooks finds the
@@ -215,7 +294,7 @@ def fold_batchnorm(module: nn.Module, probe: torch.Tensor) -> nn.Module:
     handles += [m.register_forward_pre_hook(bn_hook) for m in bns]
     try:
         with torch.inference_mode():
-            reference = module(probe)
+            reference = module(probe, *probe_args)
     finally:
         for h in handles:
             h.remove()
@@ -236,7 +315,7 @@ def fold_batchnorm(module: nn.Module, probe: torch.Tensor) -> nn.Module:
             if child in folded_bns:
                 setattr(parent, name, nn.Identity())
     with torch.inference_mode():
-        out = folded(probe)
+        out = folded(probe, *probe_args)
     scale = float(reference.abs().max()) + 1e-6
     if out.shape != reference.shape or not torch.allclose(out, reference, rtol=1e-3, atol=1e-4 * scale):
         return module
@@ -286,13 +365,16 @@ class ValueFunction:
         images: torch.Tensor,
         baselines: torch.Tensor,
         targets: torch.Tensor,
-        grid: int,
+        grid: int | None,
         *,
         batch_size: int,
         input_dtype: torch.dtype | None,
         channels_last: bool,
         progress: Callable[[int], None] | None = None,
         walker=None,
+        labels: torch.Tensor | None = None,
+        forward_args: ForwardArgs | None = None,
+        single_output: bool = False,
     ) -> None:
         self.fn = fn
         self.images = images
@@ -304,7 +386,16 @@ class ValueFunction:
         self.channels_last = channels_last
         self.progress = progress
         n, _, h, w = images.shape
-        self.cell = (h // grid, w // grid)
+        self.cell = (h // grid, w // grid) if grid is not None else (h, w)
+        #: each pixel's player (a feature mask) on the images' device: (H*W,) when all images share
+        #: one mask (indexed, no per-image copy), else (N, H*W); None: the grid
+        self.labels = None
+        self.shared_labels = labels is not None and (labels.shape[0] == 1 or labels.stride(0) == 0)
+        if labels is not None:
+            self.labels = (labels[0].reshape(-1) if self.shared_labels else labels.reshape(n, -1)).to(images.device)
+        self.forward_args = forward_args
+        #: target=None: the function must have one output per input
+        self.single_output = single_output
         self.n_forward = torch.zeros(n, dtype=torch.long)
         self._checked = False
         #: optional incremental evaluator of walks (``_incremental.ResNetWalker``); None: full forwards
@@ -337,20 +428,32 @@ class ValueFunction:
         b = idx.numel()
         g, (ch, cw) = self.grid, self.cell
         dev = self.images.device
-        idx = idx.to(dev)
-        pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
+        cpu_idx, idx = idx, idx.to(dev)
+        if self.labels is None:
+            pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
+        else:
+            keep = masks.to(dev)[:, self.labels] if self.shared_labels else masks.to(dev).gather(1, self.labels[idx])
+            pix = keep.view(b, 1, *self.images.shape[-2:])
         x = torch.where(pix, self.images[idx], self.baselines[idx])
         if self.input_dtype is not None:
             x = x.to(self.input_dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            logits = self.fn(x)
+            logits = self.fn(x, *self.forward_args.rows(cpu_idx)) if self.forward_args else self.fn(x)
+        if isinstance(logits, torch.Tensor) and logits.ndim == 1 and logits.shape[0] == b:
+            logits = logits.view(b, 1)  # one output per input (a scalar function)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != b:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ShapleyInputError(f"the model must return logits of shape (batch, classes); got {shape} for a batch of {b}")
+            raise ShapleyInputError(
+                f"the forward function must return a tensor of shape (batch, outputs) or (batch,); it returned "
+                f"{shape} for a batch of shape {tuple(x.shape)}")
         if not self._checked:
             k = logits.shape[1]
+            if self.single_output and k != 1:
+                raise ShapleyInputError(
+                    f"the forward function returned {tuple(logits.shape)} ({k} outputs per input): pass target= "
+                    "(one output index per input, or one int for all)")
             if (self.targets >= k).any():
                 bad = int(self.targets.max())
                 raise ShapleyInputError(f"target class {bad} is out of range: the model has {k} outputs (0..{k - 1})")

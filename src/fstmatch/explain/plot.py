@@ -1,4 +1,8 @@
-"""PNG overlay of a Shapley map on its image (matplotlib, no pyplot: safe in any backend/thread)."""
+"""Figures of Shapley maps on their images (matplotlib, no pyplot: safe in any backend/thread).
+
+matplotlib is an optional dependency (``pip install 'fstmatch[plot]'``); the engine itself does not
+need it.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,33 @@ import numpy as np
 from fstmatch.utils.io import atomic_path
 
 
-def overlay_png(image: np.ndarray, values: np.ndarray, path: str | os.PathLike, title: str = "", dpi: int = 100) -> None:
-    """Write ``path`` (PNG, atomically): the image, and the map in a diverging colour scale on top.
+def plot(image, values, title: str = "", dpi: int = 100):
+    """A matplotlib ``Figure``: the image, and the map in a diverging colour scale on top.
 
     Args:
-        image: (H, W, 3) float in [0, 1] or uint8, or (3, H, W) float.
-        values: (G, G) Shapley values (any scale; shown divided by their L2 norm, symmetric limits:
-            red = raises the explained logit, blue = lowers it).
+        image: (H, W, 3) float in [0, 1] or uint8, or (3, H, W) float (numpy or torch).
+        values: a (G, G) grid map, or an (H, W) pixel map (``res.to_pixels()[i]``, e.g. of a feature
+            mask); any scale: shown divided by its L2 norm, symmetric limits (red = raises the
+            explained output, blue = lowers it).
         title: figure title.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    img = np.asarray(image)
+    In a notebook the figure displays itself; ``fig.savefig(path)`` writes it.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'fstmatch[plot]'") from None
+
+    img = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
         img = img.transpose(1, 2, 0)
     if img.dtype != np.uint8:
         img = np.clip(img, 0.0, 1.0)
-    v = np.asarray(values, dtype=np.float64)
+    v = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
     v = v / max(float(np.linalg.norm(v)), 1e-12)
     lim = max(float(np.abs(v).max()), 1e-12)
     h, w = img.shape[:2]
     fig = Figure(figsize=(8, 4), dpi=dpi)
-    FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.imshow(img, extent=(0, w, h, 0))
     ax1.set_title("image", fontsize=9)
@@ -43,5 +51,14 @@ def overlay_png(image: np.ndarray, values: np.ndarray, path: str | os.PathLike, 
     fig.colorbar(shown, ax=ax2, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def overlay_png(image: np.ndarray, values: np.ndarray, path: str | os.PathLike, title: str = "", dpi: int = 100) -> None:
+    """Write ``path`` (PNG, atomically): :func:`plot` of the image and its map."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot(image, values, title=title, dpi=dpi)
+    FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from fstmatch.data.geometry import Geometry
 from fstmatch.hypotheses.metrics import THRESHOLDS
@@ -88,17 +88,32 @@ class ImagesConfig:
         return Geometry.of(self)
 
 
+#: fstmatch.explain.ESTIMATORS, spelled out so that reading a config does not import torch
+#: (tests/hypotheses/test_config_renames.py checks they match)
+ESTIMATORS = ("spline", "permutation", "kernel", "leverage", "unbiased", "reference", "exact")
+
+
 @dataclass
 class ShapleyConfig:
     """Settings of :func:`fstmatch.explain.shapley` for every map of the run."""
 
+    #: old key -> new key (an old key in a config is an error naming the new one)
+    RENAMED: ClassVar[dict[str, str]] = {"method": "estimator", "permutations": "budget", "amp": "weights_dtype"}
+
     grid: int = 16
-    permutations: int = 100  # budget in orderings' worth of forwards: 2 + permutations * (grid² - 1) a map
+    budget: int = 100  # orderings' worth of forwards: 2 + budget * (grid² - 1) a map (reference: m per cell)
     # the estimator (docs/explain.md); "spline": size-spline KernelSHAP, the fewest forwards per error measured
-    method: Literal["spline", "auto", "permutation", "kernel", "leverage", "unbiased", "reference", "exact"] = "spline"
+    estimator: str = "spline"
     batch_size: int = 256
-    amp: Literal["none", "bf16"] = "none"
+    weights_dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16: a copy of the model with bf16 weights
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.estimator == "auto":
+            raise ValueError("shapley.estimator 'auto' was removed (spline beats it on every game measured); "
+                             "use 'spline' (the default)")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"shapley.estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
 
 
 @dataclass

@@ -190,7 +190,7 @@ class MapStore:
     (:mod:`fstmatch.explain.mapfile`, the format ``fstmatch explain`` writes too), keyed by image id.
 
     A file is reused only when it was made with the same settings (checkpoint file, its size and
-    modification time, grid, permutations, estimator, seed, amp, and the geometry); otherwise it is
+    modification time, grid, budget, estimator, seed, weights dtype, and the geometry); otherwise it is
     recomputed, as is a file of an older map format. Each map also carries a digest of the exact
     input image it was computed on, and is recomputed when the image differs (re-prepared crops,
     changed alignment code: the settings alone would not notice). With every map the file keeps
@@ -215,8 +215,8 @@ class MapStore:
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
         return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
-                "grid": s.grid, "permutations": s.permutations, "method": s.method, "seed": seed, "amp": s.amp,
-                **self.geometry.to_dict()}
+                "grid": s.grid, "budget": s.budget, "estimator": s.estimator, "seed": seed,
+                "weights_dtype": s.weights_dtype, **self.geometry.to_dict()}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, MapSet]:
         """The cached maps of ``path`` by id (one-image MapSets); empty when absent, of other
@@ -285,7 +285,7 @@ class MapStore:
         todo = [k for k, i in enumerate(ids) if i not in cache or cache[i].digest != [digests[k]]]
         role = name.rpartition("__")[0] or name
         meta = {"settings": settings, "model": role, "variant": variant, "grid": self.shapley.grid,
-                "seed": seed, "amp": self.shapley.amp}
+                "seed": seed, "weights_dtype": self.shapley.weights_dtype}
         # 32 images a call: the regression estimators' fit is shared by a call's images (22 % of a
         # map's time at 8 a call on the laptop preset's det, 14 % at 32; 2026-12-07, loaded box)
         chunk, last_write = 32, time.monotonic()
@@ -296,9 +296,9 @@ class MapStore:
             x = images[part].to(self.device)
             target = torch.tensor([int(targets[k]) for k in part])
             res = shapley(
-                model, x, target, grid=self.shapley.grid, n_permutations=self.shapley.permutations,
-                method=self.shapley.method, batch_size=self.shapley.batch_size, seed=seed,
-                dtype=torch.bfloat16 if self.shapley.amp == "bf16" else None, progress=self.progress,
+                model, x, target, grid=self.shapley.grid, budget=self.shapley.budget,
+                estimator=self.shapley.estimator, batch_size=self.shapley.batch_size, seed=seed,
+                dtype=torch.bfloat16 if self.shapley.weights_dtype == "bfloat16" else None, progress=self.progress,
             )
             logit, score = class_scores(model, x, target)
             done = MapSet(
@@ -309,8 +309,8 @@ class MapStore:
                 n_forward=res.n_forward.detach().cpu().numpy(), digest=[digests[k] for k in part],
                 image=to_uint8(images[part]), info=[row_info(rows[k]) for k in part],
                 masks=None if masks is None else np.rint(masks[part].numpy() * 255).astype(np.uint8),
-                metrics={"logit": logit, "score": score}, explainer="shapley", estimator=self.shapley.method,
-                budget=self.shapley.permutations, geometry=self.geometry.to_dict(), meta=meta,
+                metrics={"logit": logit, "score": score}, explainer="shapley", estimator=self.shapley.estimator,
+                budget=self.shapley.budget, geometry=self.geometry.to_dict(), meta=meta,
             )
             for j in range(len(part)):
                 cache[done.ids[j]] = done.subset([j])

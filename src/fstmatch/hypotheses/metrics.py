@@ -26,7 +26,10 @@ THRESHOLDS: tuple[float, ...] = tuple(round(0.60 + 0.05 * i, 2) for i in range(8
 
 
 def as_maps(phi: Any) -> np.ndarray:
-    """``phi`` as a float64 array ``(N, G, G)``; accepts numpy, torch or nested lists."""
+    """``phi`` as a float64 array ``(N, G, G)``; accepts numpy, torch, nested lists or the
+    ``ShapleyResult`` of :func:`fstmatch.explain.shapley` on a grid (its raw values)."""
+    if hasattr(phi, "values") and hasattr(phi, "to_pixels"):  # a ShapleyResult
+        phi = phi.values
     if hasattr(phi, "detach"):
         phi = phi.detach().cpu().double().numpy()
     arr = np.asarray(phi, dtype=np.float64)

@@ -354,8 +354,8 @@ def verify(cfg: VerifyConfig, out_dir: str | Path, hypotheses: Sequence[int] = (
         "ids": [r["id"] for r in run.chosen],
     }
     summary["shapley"] = {
-        "grid": cfg.shapley.grid, "permutations": cfg.shapley.permutations, "amp": cfg.shapley.amp,
-        "method": cfg.shapley.method, "seed": cfg.shapley.seed,
+        "grid": cfg.shapley.grid, "budget": cfg.shapley.budget, "weights_dtype": cfg.shapley.weights_dtype,
+        "estimator": cfg.shapley.estimator, "seed": cfg.shapley.seed,
         "n_forward": {**summary.get("shapley", {}).get("n_forward", {}), **run.forwards},
         "map_relative_error": {**summary.get("shapley", {}).get("map_relative_error", {}), **run.map_error},
     }

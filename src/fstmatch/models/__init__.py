@@ -20,7 +20,6 @@ from fstmatch.models import resnet as _resnet  # noqa: F401  (registers the ResN
 from fstmatch.models import roles as _roles  # noqa: F401  (registers det/source/target)
 from fstmatch.models import timm_adapter as _timm_adapter  # noqa: F401  (registers "timm:")
 from fstmatch.models.fstmatching import FSTMatching
-from fstmatch.models.inference import fold_batchnorm, prepare_for_inference
 from fstmatch.models.layers import IMAGENET_MEAN, IMAGENET_STD, ImageNormalize
 from fstmatch.models.registry import create_model, list_models, register_model
 from fstmatch.models.resnet import ResNet
@@ -47,12 +46,10 @@ __all__ = [
     "ResNet",
     "create_backbone",
     "create_model",
-    "fold_batchnorm",
     "list_models",
     "load_model",
     "load_pretrained",
     "load_weights",
-    "prepare_for_inference",
     "read_model_meta",
     "register_model",
     "save_model",

@@ -293,8 +293,6 @@ def save_model(
     meta = getattr(target, "fst_meta", None)
     if not meta or "name" not in meta:
         raise UserError("save_model needs a model built by fstmatch.models.create_model (it has no fst_meta)")
-    if meta.get("inference_only"):
-        raise UserError("this model was prepared for inference (BatchNorm folded); save the original model")
     record: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "name": meta["name"],

@@ -96,7 +96,7 @@ def study_blocks(s: Mapping[str, Any]) -> list[Block]:
         ("h", 1, f"FST-Matching on FST-Synth — study over {len(seeds)} training seeds ({s['preset']} preset)"),
         ("p", f"Run on {s['date']}, {s['machine']}. {data_text}; H1–H3 and the detection comparison were "
               f"measured per seed on {im['total']} analysed frames (grid {sh['grid']}×{sh['grid']}, "
-              f"{sh['permutations']} orderings per map). Method: docs/method.md. Each seed's full report "
+              f"{sh['budget']} orderings' worth of forwards per map, estimator {sh['estimator']}). Method: docs/method.md. Each seed's full report "
               "(figures, every table) is `seed-<k>/report.html`; the models' own accuracy per seed is in "
               "\"Models per seed\" below."),
         ("h", 2, "Verdicts"),

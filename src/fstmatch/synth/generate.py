@@ -24,7 +24,7 @@ from fstmatch.config import load_config, to_dict
 from fstmatch.errors import UserError
 from fstmatch.synth.config import SynthConfig
 from fstmatch.synth.face import Identity, Pose, sample_identity
-from fstmatch.synth.manipulate import MANIPULATIONS, Scene, ideal_frame
+from fstmatch.synth.manipulate import MANIPULATIONS, Scene
 from fstmatch.synth.render import camera, render_face
 from fstmatch.synth.track import make_track
 from fstmatch.utils.io import atomic_path, atomic_write_bytes, atomic_write_json
@@ -130,16 +130,6 @@ def render_video(cfg: SynthConfig, seed: int, job: VideoJob) -> dict[str, np.nda
         "trace_mask": np.stack([f.trace_mask for f in fakes]).astype(np.uint8),
         "trace_kind": np.stack([f.trace_kind for f in fakes]).astype(np.uint8),
     }
-
-
-def ideal_video(cfg: SynthConfig, seed: int, job: VideoJob) -> np.ndarray:
-    """uint8 (T, H, W, 3): fake ``job`` done perfectly (the reference its ``trace_mask`` is measured
-    against: the same scene rendered in one go with A's skin tone and A's camera noise)."""
-    if job.method == ffpp.REAL:
-        raise ValueError("a real video has no ideal manipulation")
-    poses_a, poses_b = track(cfg, seed, job.a), track(cfg, seed, job.b)
-    return np.stack([ideal_frame(scene(cfg, seed, job, t, poses_a[t], poses_b[t]), job.method)
-                     for t in range(cfg.frames)])
 
 
 def _outputs(root: Path, cfg: SynthConfig, job: VideoJob) -> list[Path]:

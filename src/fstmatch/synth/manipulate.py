@@ -143,18 +143,6 @@ def ideal_frame(s: Scene, method: str) -> np.ndarray:
     return _ideal(s, s.b, s.pose_a)
 
 
-def donor_reference(s: Scene, method: str) -> np.ndarray:
-    """What the donor contributes, rendered cleanly in A's geometry through the camera lens (no
-    noise), uint8: B's inner face with B's skin for swaps, A's face with B's expression for
-    reenactment."""
-    if method in ("Face2Face", "NeuralTextures"):
-        pose = _expression_pose(s, eyes=method == "Face2Face")
-        img, _ = render_face(s.a, s.a, pose, s.size, supersample=s.supersample)
-    else:
-        img, _ = render_face(s.a, s.b, s.pose_a, s.size, skin=s.b.skin, supersample=s.supersample)
-    return camera(img, np.random.default_rng(0), s.blur, 0.0)
-
-
 def _expression_pose(s: Scene, eyes: bool) -> Pose:
     return replace(s.pose_a, mouth=s.pose_b.mouth, blink=s.pose_b.blink if eyes else s.pose_a.blink)
 
