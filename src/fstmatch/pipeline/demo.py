@@ -284,7 +284,6 @@ def _data(stages: Stages, cfg: DemoConfig, where: Path, seed: int) -> tuple[Path
     returns the manifest and the settings that fingerprint the data."""
     from fstmatch.data import prepare
     from fstmatch.synth import generate
-
     from fstmatch.synth.codec import ENCODER
 
     data, prep = where / "data", where / "prep"
