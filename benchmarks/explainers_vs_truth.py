@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fstmatch.data import load_face, read_manifest
+from fstmatch.data import Geometry, load_face, read_manifest
 from fstmatch.errors import UserError
 from fstmatch.explain.attribution import attribute, list_explainers
 from fstmatch.explain.localisation import (
@@ -103,8 +103,7 @@ def load_faces(rows_by_id: dict[str, dict], root: Path, ids: list[str], comp: st
         method, _, video, frame = raw_id.split("/")
         row = rows_by_id[f"{method}/{comp}/{video}/{frame}"]
         ref = rows_by_id[raw_id] if comp != "raw" else None
-        img, m = load_face(row, root, canvas=images["canvas"], face_width=images["face_width"], scale=images["scale"],
-                           convention=images["convention"], landmarks_from=ref, with_masks=True)
+        img, m = load_face(row, root, geometry=Geometry.from_dict(images), landmarks_from=ref, with_masks=True)
         if m is None:
             raise UserError(f"{row['id']} has no ground-truth mask: this benchmark needs FST-Synth data")
         xs.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255)

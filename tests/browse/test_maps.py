@@ -27,7 +27,7 @@ def _same_jpeg(path: Path, rgb: np.ndarray, tmp: Path) -> bool:
 def test_browse_shows_an_explain_output(toy_manifest: Path, toy_checkpoints: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "maps"
     assert main(["explain", "--checkpoint", toy_checkpoints["det"], "--data", str(toy_manifest), "--out", str(out),
-                 "--split", "train", "--methods", "Deepfakes", "--compressions", "raw", "c23", "--canvas", "32", "--grid", "4",
+                 "--split", "train", "--manipulations", "Deepfakes", "--compressions", "raw", "c23", "--canvas", "32", "--grid", "4",
                  "--budget", "2", "--no-overlay", "--no-progress"]) == 0
     files = sorted(out.glob("*.npz"))
     assert len(files) == 24  # 4 videos x 3 frames, at raw and c23

@@ -107,11 +107,11 @@ def test_occlusion_of_an_additive_model_is_each_cells_term() -> None:
 
 def test_shapley_of_the_additive_model_equals_occlusion_and_spreads_over_pixels() -> None:
     x = _images(size=8)
-    sh = attribute("shapley", CellSquares(2).eval(), x, 1, grid=2, method="exact")
+    sh = attribute("shapley", CellSquares(2).eval(), x, 1, grid=2, estimator="exact")
     occ = attribute("occlusion", CellSquares(2), x, 1, grid=2)
     torch.testing.assert_close(sh.cells, occ.cells, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(pixels_to_cells(sh.pixels, 2), sh.cells)
-    assert sh.extra["n_forward"].tolist() == [16, 16] and sh.extra["method"] == "exact"
+    assert sh.extra["n_forward"].tolist() == [16, 16] and sh.extra["estimator"] == "exact"
 
 
 def test_cells_and_pixels_round_trip_when_the_grid_does_not_divide() -> None:

@@ -84,7 +84,7 @@ def test_summary_numbers_are_finite_and_in_range(verified) -> None:
     # the maps' own estimator error, as the report states it: sqrt(sum se²) / ||phi||, median per map set
     errors = s["shapley"]["map_relative_error"]
     assert {"det__raw", "source__raw", "target__raw"} <= set(errors) and all(0 < e < 10 for e in errors.values())
-    assert s["shapley"]["method"] == "spline"
+    assert s["shapley"]["estimator"] == "spline"
     assert isinstance(s["h1"]["holds"], bool) and isinstance(s["h3"]["holds"], bool)
     assert s["models"]["det"]["name"] == "det"
 

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fstmatch.cli import main
-from fstmatch.data import load_face, read_manifest
+from fstmatch.data import Geometry, load_face, read_manifest
 from fstmatch.errors import UserError
 from fstmatch.models import create_model, load_model, load_weights, save_model
 
@@ -148,12 +148,12 @@ def test_fstmatch_test_and_explain_on_timm_files(saved, name: str, manifest: Pat
 
     maps = tmp_path / "maps"
     code = main(["explain", "--checkpoint", str(path), "--arch", arch, "--data", str(manifest), "--out", str(maps),
-                 "--canvas", str(canvas), "--grid", "2", "--permutations", "2", "--no-progress", "--no-overlay"])
+                 "--canvas", str(canvas), "--grid", "2", "--budget", "2", "--no-progress", "--no-overlay"])
     assert code == 0, capsys.readouterr().err
     model = load_model(path, arch=arch)
 
     for row in read_manifest(manifest):
-        face = torch.from_numpy(load_face(row, manifest.parent, canvas=canvas)[0]).permute(2, 0, 1)[None].float() / 255
+        face = torch.from_numpy(load_face(row, manifest.parent, geometry=Geometry(canvas=canvas))[0]).permute(2, 0, 1)[None].float() / 255
         z = np.load(maps / f"{row['id'].replace('/', '__')}.npz")
         k = int(z["explained_class"])
         assert z["values"].shape == (2, 2) and k == row["label"]

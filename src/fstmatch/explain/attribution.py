@@ -305,7 +305,7 @@ def _shapley(model: nn.Module, images: Tensor, targets: Tensor, grid: int | None
     res = _shapley_fn(model.model if model.native else model, images, targets, grid=grid, **kw)
     kw.clear()
     pixels = cells_to_pixels(res.values, tuple(images.shape[-2:]))
-    return pixels, {"cells": res.values, "stderr": res.stderr, "n_forward": res.n_forward, "method": res.method}
+    return pixels, {"cells": res.values, "stderr": res.stderr, "n_forward": res.n_forward, "estimator": res.method}
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,8 @@ EXPLAINERS: dict[str, Explainer] = {
     e.name: e
     for e in [
         Explainer("shapley", _shapley, True, "Shapley values of grid cells (fstmatch.explain.shapley; the default)",
-                  frozenset(inspect.signature(_shapley_fn).parameters) - {"model", "images", "targets", "grid"}),
+                  frozenset(inspect.signature(_shapley_fn).parameters)
+                  - {"forward_func", "inputs", "target", "grid", "renamed"}),
         Explainer("gradcam", _cam("gradcam"), False, "Grad-CAM (pytorch-grad-cam), layer chosen by the grid",
                   frozenset({"reshape_transform"})),
         Explainer("gradcam++", _cam("gradcam++"), False, "Grad-CAM++ (pytorch-grad-cam), layer chosen by the grid",
