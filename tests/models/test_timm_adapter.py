@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -17,6 +16,7 @@ from torch import nn
 from fstmatch.cli import main
 from fstmatch.data import Geometry, load_face, read_manifest
 from fstmatch.errors import UserError
+from fstmatch.explain.mapfile import read_maps
 from fstmatch.models import create_model, load_model, load_weights, save_model
 
 timm = pytest.importorskip("timm", reason="the timm extra: pip install 'fstmatch[timm]'")
@@ -154,13 +154,13 @@ def test_fstmatch_test_and_explain_on_timm_files(saved, name: str, manifest: Pat
 
     for row in read_manifest(manifest):
         face = torch.from_numpy(load_face(row, manifest.parent, geometry=Geometry(canvas=canvas))[0]).permute(2, 0, 1)[None].float() / 255
-        z = np.load(maps / f"{row['id'].replace('/', '__')}.npz")
-        k = int(z["explained_class"])
-        assert z["values"].shape == (2, 2) and k == row["label"]
+        m = read_maps(maps / f"{row['id'].replace('/', '__')}.npz")
+        k = int(m.target[0])
+        assert m.values.shape == (1, 2, 2) and k == row["label"]
         with torch.no_grad():
             gap = float(model(face)[0, k] - model(torch.zeros_like(face))[0, k])
         # efficiency: the four cells add up to v(face) - v(black) of timm's logit
-        assert float(z["values"].sum()) == pytest.approx(gap, rel=1e-3, abs=1e-4)
+        assert float(m.values.sum()) == pytest.approx(gap, rel=1e-3, abs=1e-4)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
