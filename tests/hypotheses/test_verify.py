@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -254,3 +255,27 @@ def test_map_files_keep_the_per_image_numbers_of_the_summary(verified, toy_manif
     assert det.metrics["logit"] == pytest.approx(want, abs=1e-6)
     assert det.v_full == pytest.approx(want, abs=1e-4)
     assert det.metrics["score"] == pytest.approx(logits.softmax(1)[:, 1].numpy(), abs=1e-6)
+
+
+def test_verify_with_another_explainer_writes_its_maps_and_judges_the_claims(toy_manifest, toy_checkpoints,
+                                                                             tmp_path: Path) -> None:
+    """explainer: gradcam — every map set is Grad-CAM's cells (its pixel map summed per cell), with a
+    zero stderr, so the raw repeat equals the raw maps (reproducibility 1) and δ needs no correction."""
+    from fstmatch.config import from_dict
+    from fstmatch.explain.mapfile import read_maps
+    from fstmatch.hypotheses.config import VerifyConfig
+    from fstmatch.hypotheses.verify import verify
+
+    cfg = from_dict(VerifyConfig, {
+        "manifest": str(toy_manifest), "checkpoints": toy_checkpoints, "explainer": "gradcam",
+        "images": {"per_method": 2, "canvas": 32, "holdout": 1}, "shapley": {"grid": 4},
+        "noise_draws": 2, "figures_per_method": 0, "device": "cpu",
+    })
+    s = verify(cfg, tmp_path / "v", progress=False)
+    assert s["explainer"] == "gradcam"
+    det = read_maps(tmp_path / "v" / "maps" / "det__raw.npz")
+    assert det.explainer == "gradcam" and det.pixels is not None and not det.stderr.any()
+    np.testing.assert_allclose(det.values, det.pixels.reshape(len(det), 4, 8, 4, 8).sum(axis=(2, 4)), rtol=1e-4,
+                               atol=1e-6)
+    assert all(r == pytest.approx(1.0) for r in s["h3"]["reproducibility"].values())
+    assert all(math.isfinite(q) for q in s["h1"]["Q"].values())

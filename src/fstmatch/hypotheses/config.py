@@ -122,6 +122,10 @@ class VerifyConfig:
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     shapley: ShapleyConfig = field(default_factory=ShapleyConfig)
+    #: what makes the maps: ``shapley`` (the paper's; the ``shapley`` settings apply) or another
+    #: explainer of ``fstmatch.explain.attribution`` (gradcam, gradcam++, ig, occlusion, saliency),
+    #: its pixel map summed over each grid cell (docs/hypotheses.md, "Other explainers")
+    explainer: Literal["shapley", "gradcam", "gradcam++", "ig", "occlusion", "saliency"] = "shapley"
     thresholds: tuple[float, ...] = THRESHOLDS  # Q's thresholds (the reference's eight)
     figure_threshold: float = 0.8  # top cells shown in H1's overlap panel (the reference's threshold_vis)
     figures_per_method: int = 3  # H1 per-image figures written per method

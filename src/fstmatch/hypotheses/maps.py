@@ -186,8 +186,9 @@ class Maps:
 
 
 class MapStore:
-    """Computes Shapley maps and keeps them in ``folder/<name>.npz`` map files
-    (:mod:`fstmatch.explain.mapfile`, the format ``fstmatch explain`` writes too), keyed by image id.
+    """Computes Shapley maps (or another ``explainer``'s, its pixel maps summed over each grid cell)
+    and keeps them in ``folder/<name>.npz`` map files (:mod:`fstmatch.explain.mapfile`, the format
+    ``fstmatch explain`` writes too), keyed by image id.
 
     A file is reused only when it was made with the same settings (checkpoint file, its size and
     modification time, grid, budget, estimator, seed, weights dtype, and the geometry); otherwise it is
@@ -200,9 +201,10 @@ class MapStore:
     """
 
     def __init__(self, folder: Path, shapley: ShapleyConfig, geometry: Geometry, device: torch.device,
-                 progress: bool = True) -> None:
+                 progress: bool = True, explainer: str = "shapley") -> None:
         self.folder = Path(folder)
         self.shapley = shapley
+        self.explainer = explainer
         self.geometry = geometry
         self.device = device
         self.progress = progress
@@ -214,9 +216,11 @@ class MapStore:
         path = Path(checkpoint)
         weights = path if path.is_file() else path / "model.safetensors"
         stat = weights.stat()  # a retrained model in the same place invalidates its maps
-        return {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
-                "grid": s.grid, "budget": s.budget, "estimator": s.estimator, "seed": seed,
-                "weights_dtype": s.weights_dtype, **self.geometry.to_dict()}
+        common = {"checkpoint": str(weights.resolve()), "weights": f"{stat.st_size}-{stat.st_mtime_ns}",
+                  "grid": s.grid, **self.geometry.to_dict()}
+        if self.explainer != "shapley":  # deterministic: no estimator, budget or seed
+            return {**common, "explainer": self.explainer}
+        return {**common, "budget": s.budget, "estimator": s.estimator, "seed": seed, "weights_dtype": s.weights_dtype}
 
     def _read(self, path: Path, settings: dict[str, Any]) -> dict[str, MapSet]:
         """The cached maps of ``path`` by id (one-image MapSets); empty when absent, of other
@@ -295,23 +299,31 @@ class MapStore:
                 print(f"  shapley {desc or name}: images {start + 1}-{start + len(part)} of {len(todo)}", flush=True)
             x = images[part].to(self.device)
             target = torch.tensor([int(targets[k]) for k in part])
-            res = shapley(
-                model, x, target, grid=self.shapley.grid, budget=self.shapley.budget,
-                estimator=self.shapley.estimator, batch_size=self.shapley.batch_size, seed=seed,
-                dtype=torch.bfloat16 if self.shapley.weights_dtype == "bfloat16" else None, progress=self.progress,
-            )
             logit, score = class_scores(model, x, target)
-            done = MapSet(
-                ids=[ids[k] for k in part], values=res.values.detach().cpu().numpy(),
-                stderr=res.stderr.detach().cpu().numpy(), target=target.numpy(),
-                v_full=None if res.v_full is None else res.v_full.detach().cpu().numpy(),
-                v_empty=None if res.v_empty is None else res.v_empty.detach().cpu().numpy(),
-                n_forward=res.n_forward.detach().cpu().numpy(), digest=[digests[k] for k in part],
-                image=to_uint8(images[part]), info=[row_info(rows[k]) for k in part],
-                masks=None if masks is None else np.rint(masks[part].numpy() * 255).astype(np.uint8),
-                metrics={"logit": logit, "score": score}, explainer="shapley", estimator=self.shapley.estimator,
-                budget=self.shapley.budget, geometry=self.geometry.to_dict(), meta=meta,
-            )
+            common = dict(ids=[ids[k] for k in part], target=target.numpy(), digest=[digests[k] for k in part],
+                          image=to_uint8(images[part]), info=[row_info(rows[k]) for k in part],
+                          masks=None if masks is None else np.rint(masks[part].numpy() * 255).astype(np.uint8),
+                          metrics={"logit": logit, "score": score}, geometry=self.geometry.to_dict(), meta=meta)
+            if self.explainer == "shapley":
+                res = shapley(
+                    model, x, target, grid=self.shapley.grid, budget=self.shapley.budget,
+                    estimator=self.shapley.estimator, batch_size=self.shapley.batch_size, seed=seed,
+                    dtype=torch.bfloat16 if self.shapley.weights_dtype == "bfloat16" else None, progress=self.progress,
+                )
+                done = MapSet(
+                    values=res.values.detach().cpu().numpy(), stderr=res.stderr.detach().cpu().numpy(),
+                    v_full=None if res.v_full is None else res.v_full.detach().cpu().numpy(),
+                    v_empty=None if res.v_empty is None else res.v_empty.detach().cpu().numpy(),
+                    n_forward=res.n_forward.detach().cpu().numpy(), explainer="shapley",
+                    estimator=self.shapley.estimator, budget=self.shapley.budget, **common)
+            else:  # deterministic maps: a standard error of 0, no forward count
+                from fstmatch.explain.attribution import attribute
+
+                att = attribute(self.explainer, model, x, target, grid=self.shapley.grid)
+                cells = att.cells.detach().cpu().numpy()
+                done = MapSet(values=cells, stderr=np.zeros_like(cells), pixels=att.pixels.float().cpu().numpy(),
+                              n_forward=np.zeros(len(part), np.int64), explainer=self.explainer,
+                              **{**common, "meta": {**meta, "layer": att.layer, "signed": att.signed}})
             for j in range(len(part)):
                 cache[done.ids[j]] = done.subset([j])
             if start + chunk >= len(todo) or time.monotonic() - last_write >= self.flush_seconds:

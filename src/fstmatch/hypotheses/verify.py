@@ -104,7 +104,7 @@ class _Run:
         with_masks = cfg.truth and all(r.get("mask_path") for r in self.chosen)
         self.geometry = cfg.images.geometry()
         self.images, self.masks = load_images(self.chosen, self.root, self.geometry, with_masks=with_masks)
-        self.store = MapStore(out / "maps", cfg.shapley, self.geometry, self.device, progress)
+        self.store = MapStore(out / "maps", cfg.shapley, self.geometry, self.device, progress, explainer=cfg.explainer)
         self.models: dict[str, Any] = {}
         self.model_info: dict[str, dict[str, Any]] = {}
         self.checkpoints: dict[str, str] = {}
@@ -353,6 +353,7 @@ def verify(cfg: VerifyConfig, out_dir: str | Path, hypotheses: Sequence[int] = (
         "per_method": {m: len(v) for m, v in run.by_method.items()}, "total": len(run.chosen),
         "ids": [r["id"] for r in run.chosen],
     }
+    summary["explainer"] = cfg.explainer  # what made every map (the shapley block applies to "shapley")
     summary["shapley"] = {
         "grid": cfg.shapley.grid, "budget": cfg.shapley.budget, "weights_dtype": cfg.shapley.weights_dtype,
         "estimator": cfg.shapley.estimator, "seed": cfg.shapley.seed,

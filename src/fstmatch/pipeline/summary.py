@@ -98,6 +98,7 @@ def build_summary(out: Path, manifest: Path, cfg: Any, preset: str, train_cfgs: 
         },
         "models": verify.get("models", {}),
         "images": {k: v for k, v in verify.get("images", {}).items() if k != "ids"},
+        "explainer": verify.get("explainer", "shapley"),
         "shapley": verify.get("shapley", {}),
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},  # every stage, across invocations
         "invocation_seconds": round(wall, 1),  # this invocation (skipped stages cost ~0)

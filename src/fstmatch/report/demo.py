@@ -76,10 +76,13 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "
-              f"Shapley: grid {sh['grid']}×{sh['grid']}, {sh['budget']} orderings' worth of forwards per image "
-              f"(estimator `{sh['estimator']}`), {sum(sh['n_forward'].values()):,} forward passes in all; "
-              f"{_map_error_text(sh)}"
-              f"{im['total']} analysed fake frames ({', '.join(f'{m} {n}' for m, n in im['per_method'].items())}), "
+              + (f"Maps: `{s['explainer']}` (its pixel maps summed over each cell of the grid "
+                 f"{sh['grid']}×{sh['grid']}; deterministic, so no estimator error); "
+                 if s.get("explainer", "shapley") != "shapley" else
+                 f"Shapley: grid {sh['grid']}×{sh['grid']}, {sh['budget']} orderings' worth of forwards per image "
+                 f"(estimator `{sh['estimator']}`), {sum(sh['n_forward'].values()):,} forward passes in all; "
+                 f"{_map_error_text(sh)}")
+              + f"{im['total']} analysed fake frames ({', '.join(f'{m} {n}' for m, n in im['per_method'].items())}), "
               f"held out of the encoders' and detectors' training."),
         ("p", "Protocol: the encoders and detectors analysed in H1–H3 are trained on **raw** frames (the paper's "
               "raw training set). For the detection comparison, a detector (`det` in the table: run `det_all`) and "
