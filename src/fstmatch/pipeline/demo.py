@@ -144,7 +144,8 @@ class Stages:
             futures = {}
             for name, fp, fn in todo:
                 self.count += 1
-                print(f"[{self.label} {self.count}/{self.total}] {name} ... (in a worker process)", flush=True)
+                print(f"[{self.label} {self.count}/{self.total}] {name}: queued ({workers} at a time, each in a "
+                      "process of its own)", flush=True)
                 futures[pool.submit(_timed, fn)] = (name, fp)
             for fut in cf.as_completed(futures):
                 name, fp = futures[fut]
