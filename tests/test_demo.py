@@ -155,3 +155,25 @@ def test_same_preset_and_seed_give_the_same_bytes(tmp_path: Path) -> None:
     # every number alike; paths differ only by the run folder
     sa, sb = (json.loads((r / "summary.json").read_text().replace(str(r), "RUN")) for r in runs)
     assert _without_times(sa) == _without_times(sb)
+
+
+@pytest.mark.slow
+def test_study_with_data_per_seed_makes_each_seed_its_own_data(tmp_path: Path) -> None:
+    """`--data-per-seed`: FST-Synth with seed k in seed-<k>/data, nothing shared at the top, and the
+    study report says the spread includes the data's."""
+    out = tmp_path / "study"
+    args = ["demo", "--out", str(out), "--preset", "tiny", "--seeds", "3", "4", "--data-per-seed",
+            *[a for kv in TEST_SIZE for a in ("--set", kv)]]
+    assert main(args) == 0
+    assert not (out / "data").exists() and not (out / "prep").exists()  # nothing shared
+    firsts = []
+    for k in (3, 4):
+        state = json.loads((out / f"seed-{k}" / "demo_state.json").read_text())
+        assert list(state)[:2] == ["synth", "prepare"]
+        assert json.loads((out / f"seed-{k}" / "data" / "synth.json").read_text())["seed"] == k
+        firsts.append((out / f"seed-{k}" / "data" / "original_sequences" / "youtube" / "raw" / "videos" / "000.mp4")
+                      .read_bytes())
+    assert firsts[0] != firsts[1]  # different data per seed
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["data_per_seed"] is True and set(s["per_seed"]) == {"3", "4"}
+    assert "includes the data's" in (out / "report.md").read_text()
