@@ -124,3 +124,15 @@ def test_overwrite_replaces_only_our_files(tmp_path: Path) -> None:
     after = _decoded(out)
     assert any(k not in after or not np.array_equal(before[k], after[k]) for k in before)
     assert ffpp.read_splits(out / "splits")["train"]
+
+
+def test_a_set_made_by_another_encoder_is_not_resumed_into(tmp_path: Path) -> None:
+    """synth.json records the video encoder's settings: resuming a set made otherwise would mix
+    two encoders' videos, so it is refused and the message says why."""
+    out = generate(tmp_path / "set", preset="micro", overrides=SMALL)
+    marker = out / "synth.json"
+    record = json.loads(marker.read_text())
+    record["encoder"] = {**record["encoder"], "x264_params": "mbtree=1"}
+    marker.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"another video encoder.*--overwrite"):
+        generate(out, preset="micro", overrides=SMALL)

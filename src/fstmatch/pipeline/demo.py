@@ -347,10 +347,9 @@ def _seed_job(job: tuple[dict[str, Any], str, str, int, tuple[str, dict[str, Any
 
 def _jobs(cfg: DemoConfig, tasks: int) -> int:
     """Processes to run ``tasks`` independent tasks with: ``cfg.jobs``, or one per CPU core."""
-    import os
+    from fstmatch.pipeline.summary import usable_cpus
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cfg.jobs or cpus, tasks))
+    return max(1, min(cfg.jobs or usable_cpus(), tasks))
 
 
 def _run_study(cfg: DemoConfig, preset: str, out: Path, seeds: tuple[int, ...],

@@ -57,7 +57,7 @@ def data_summary(manifest: Path) -> dict[str, Any]:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {_cpus()} CPU threads"
+    return f"{platform.machine()}, {usable_cpus()} CPU threads"
 
 
 def build_summary(out: Path, manifest: Path, cfg: Any, preset: str, train_cfgs: dict[str, Any],
@@ -109,7 +109,8 @@ def _diff(a: Any, b: Any) -> float:
     return float("nan") if a is None or b is None else float(a) - float(b)
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity), as the demo counts them for ``jobs`` too."""
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
