@@ -101,8 +101,8 @@ class Stages:
     def run(self, name: str, settings: Any, outputs: list[Path], fn: Callable[[], Any]) -> float:
         self.count += 1
         fp = _fingerprint(settings)
-        done = self.state.get(name, {})
-        if done.get("fingerprint") == fp and all(p.exists() for p in outputs):
+        if self._done(name, fp, outputs):
+            done = self.state[name]
             print(f"[{self.label} {self.count}/{self.total}] {name}: done earlier ({done['seconds']:.0f} s), "
                   "skipped", flush=True)
             return float(done["seconds"])
@@ -114,6 +114,10 @@ class Stages:
         atomic_write_json(self.path, self.state)
         print(f"[{self.label} {self.count}/{self.total}] {name}: {seconds:.0f} s", flush=True)
         return seconds
+
+    def _done(self, name: str, fingerprint: str, outputs: list[Path]) -> bool:
+        """Whether stage ``name`` finished with these settings and its outputs still exist."""
+        return self.state.get(name, {}).get("fingerprint") == fingerprint and all(p.exists() for p in outputs)
 
     def run_many(self, jobs: list[tuple[str, Any, list[Path], Callable[[], Any]]], workers: int,
                  cost: Callable[[str], float] | None = None) -> None:
@@ -131,8 +135,7 @@ class Stages:
         todo = []
         for name, settings, outputs, fn in jobs:
             fp = _fingerprint(settings)
-            done = self.state.get(name, {})
-            if done.get("fingerprint") == fp and all(p.exists() for p in outputs):
+            if self._done(name, fp, outputs):
                 self.run(name, settings, outputs, fn)  # prints "done earlier"; skips
             else:
                 todo.append((name, fp, fn))
