@@ -57,6 +57,32 @@ def test_items_have_the_contracted_types(rows, micro_prepared):
     assert batch["image"].shape == (3, 3, 96, 96) and batch["label"].shape == (3,) and len(batch["id"]) == 3
 
 
+def test_cached_faces_are_the_decoded_ones_within_the_budget(rows, micro_prepared, monkeypatch):
+    from fstmatch.data import dataset as dataset_module
+
+    geometry = Geometry(canvas=32)  # 3 KiB a face
+    plain = FaceDataset(rows[:6], micro_prepared, geometry=geometry)
+    cached = FaceDataset(rows[:6], micro_prepared, geometry=geometry, cache_mb=4 * 32 * 32 * 3 / 2**20)
+    first = [cached[i]["image"] for i in range(6)]
+    reads = {"n": 0}
+    decode = dataset_module.aligned_face
+
+    def counting(*args, **kwargs):
+        reads["n"] += 1
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "aligned_face", counting)
+    again = [cached[i]["image"] for i in range(6)]
+    assert reads["n"] == 2  # four faces fit the budget; the last two are decoded again
+    for i in range(6):
+        assert torch.equal(first[i], plain[i]["image"]) and torch.equal(again[i], first[i])
+    augmented = FaceDataset(rows[:2], micro_prepared, geometry=geometry, cache_mb=64,
+                            augment=build_augment(AugmentConfig(enabled=True), seed=0))
+    masked = FaceDataset(rows[:2], micro_prepared, geometry=geometry, cache_mb=64, with_masks=True)
+    augmented[0], masked[0]
+    assert not augmented._cache and not masked._cache  # a random or masked item is never kept
+
+
 def test_load_face_is_align_face_on_the_crop(rows, micro_prepared):
     row = rows[40]
     image, masks = load_face(row, micro_prepared, geometry=Geometry(canvas=160, scale=1.0))

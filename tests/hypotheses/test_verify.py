@@ -279,3 +279,24 @@ def test_verify_with_another_explainer_writes_its_maps_and_judges_the_claims(toy
                                atol=1e-6)
     assert all(r == pytest.approx(1.0) for r in s["h3"]["reproducibility"].values())
     assert all(math.isfinite(q) for q in s["h1"]["Q"].values())
+
+
+def test_reproducibility_is_measured_on_an_even_subsample_over_methods(toy_manifest, toy_checkpoints, tmp_path) -> None:
+    from fstmatch.explain.mapfile import read_maps
+    from fstmatch.hypotheses.stats import reproducibility
+    from fstmatch.hypotheses.verify import _even_per_method
+
+    rows = [{"method": m} for m in ["A"] * 6 + ["B"] * 3 + ["C"]]
+    assert _even_per_method(rows, 5) == [0, 2, 5, 6, 8, 9]  # 3 of A's 6 (ends, middle), 1.5 -> 2 of B's, C's one
+    assert _even_per_method(rows, None) == _even_per_method(rows, 10) == list(range(10))
+    with pytest.raises(UserError, match="repeat_images"):
+        _cfg(toy_manifest, toy_checkpoints, repeat_images=0)
+
+    s = verify(_cfg(toy_manifest, toy_checkpoints, repeat_images=4), tmp_path, hypotheses=(3,), progress=False)
+    h3 = s["h3"]
+    assert h3["n_repeat"] == 4 and h3["n_images"] == 7
+    assert s["shapley"]["n_forward"]["det__raw_repeat"] == 4 * 62
+    raw, again = (read_maps(tmp_path / "maps" / f"det__{name}.npz") for name in ("raw", "raw_repeat"))
+    index = {i: k for k, i in enumerate(raw.ids)}
+    expected = reproducibility(raw.values[[index[i] for i in again.ids]], again.values)
+    assert h3["reproducibility"]["det"] == pytest.approx(expected)

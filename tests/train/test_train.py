@@ -75,6 +75,18 @@ def test_resume_reaches_the_same_weights(tiny_manifest: Path, tmp_path: Path):
     assert [r["event"] for r in log if "event" in r] == ["start", "stopped", "resume", "done"]
 
 
+def test_resume_with_a_persistent_caching_worker_reaches_the_same_weights(tiny_manifest: Path, tmp_path: Path):
+    cfg = cfg_for(tiny_manifest, "epochs=3", "num_workers=1", "cache_mb=64", "input.augment=false", "eval_every=0")
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "resumed", stop_at_step=12, progress=False)  # mid-epoch 2 (9 steps an epoch)
+    train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    uncached = cfg_for(tiny_manifest, "epochs=3", "num_workers=0", "cache_mb=0", "input.augment=false", "eval_every=0")
+    train(uncached, tmp_path / "uncached", progress=False)
+    a, b, c = (weights(tmp_path / n) for n in ("straight", "resumed", "uncached"))
+    for k in a:
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
+
+
 def test_resume_refuses_changed_config_unless_forced(tiny_manifest: Path, tmp_path: Path):
     run = tmp_path / "r"
     cfg = cfg_for(tiny_manifest, "max_steps=2", "eval_every=0")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from fstmatch.data.geometry import Geometry
+from fstmatch.errors import UserError
 from fstmatch.hypotheses.metrics import THRESHOLDS
 
 #: Model roles a verify run may need, in the order they are explained.
@@ -130,6 +131,9 @@ class VerifyConfig:
     figure_threshold: float = 0.8  # top cells shown in H1's overlap panel (the reference's threshold_vis)
     figures_per_method: int = 3  # H1 per-image figures written per method
     noise_draws: int = 64  # redraws of the maps from their stderr to measure estimator noise
+    #: H3 frames whose raw maps are estimated a second time to measure the estimator's attenuation of
+    #: δ (``reproducibility``, a mean over images): an even subsample over methods; null: every frame
+    repeat_images: int | None = 40
     truth: bool = True  # ground-truth scores (needs FST-Synth masks in the manifest)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: Train a missing checkpoint into its path (default ``DIR/runs/<role>``) with the study's
@@ -137,3 +141,7 @@ class VerifyConfig:
     train_missing: bool = False
     train: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # torch CPU threads (null: torch's default)
+
+    def __post_init__(self) -> None:
+        if self.repeat_images is not None and self.repeat_images < 1:
+            raise UserError(f"repeat_images must be >= 1 (or null: every H3 frame), got {self.repeat_images}")

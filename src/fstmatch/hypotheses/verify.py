@@ -86,6 +86,21 @@ def _sub(m: Maps, idx: Sequence[int]) -> Maps:
     return Maps([m.ids[i] for i in idx], m.values[idx], m.stderr[idx], m.n_forward)
 
 
+def _even_per_method(rows: Sequence[dict], count: int | None) -> list[int]:
+    """Indices of about ``count`` of ``rows``, spread evenly within each method in proportion to its
+    share (at least one per method); every index when ``count`` is None or not below ``len(rows)``."""
+    if count is None or count >= len(rows):
+        return list(range(len(rows)))
+    by_method: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_method.setdefault(r["method"], []).append(i)
+    out: list[int] = []
+    for idx in by_method.values():
+        k = max(1, round(count * len(idx) / len(rows)))
+        out += [idx[j] for j in np.unique(np.linspace(0, len(idx) - 1, k).round().astype(int))]
+    return sorted(out)
+
+
 class _Run:
     """State shared by the hypotheses of one verify call: images, models, maps."""
 
@@ -260,7 +275,8 @@ def run_h3(run: _Run) -> dict[str, Any]:
     missing = set(skipped)
     keep = [i for i, r in enumerate(run.chosen) if r["id"] not in missing]
     raw_rows = [a for a, _, _ in triples]
-    versions = {"raw_repeat": (raw_rows, run.images[keep])}
+    rep = _even_per_method(raw_rows, cfg.repeat_images)
+    versions = {"raw_repeat": ([raw_rows[i] for i in rep], run.images[[keep[i] for i in rep]])}
     for comp, col in (("c23", 1), ("c40", 2)):
         rows = [tr[col] for tr in triples]
         images, _ = load_images(rows, run.root, run.geometry, landmarks_from=raw_rows)
@@ -270,14 +286,14 @@ def run_h3(run: _Run) -> dict[str, Any]:
     per_model: dict[str, np.ndarray] = {}
     for k, role in enumerate(H3_MODELS):
         raw = _sub(run.maps(role), keep)
-        again, c23, c40 = (run.maps(role, comp, *versions[comp], labels_from=raw_rows, seed_offset=1)
-                           for comp in ("raw_repeat", "c23", "c40"))
+        again, c23, c40 = (run.maps(role, comp, rows, images, labels_from=rows if comp == "raw_repeat" else raw_rows,
+                                    seed_offset=1) for comp, (rows, images) in versions.items())
         per = stability_per_image(raw.values, c23.values, c40.values)
         out["delta"][role], out["sem"][role] = float(per.mean()), sem(per)
         out["noise"][role] = _noise(lambda a, b, c: float(stability_per_image(a, b, c).mean()),
                                     [raw, c23, c40], cfg.noise_draws, seed=100 + k)
         per_model[role] = per
-        out["reproducibility"][role] = repro = reproducibility(raw.values, again.values)
+        out["reproducibility"][role] = repro = reproducibility(raw.values[rep], again.values)
         out["delta_corrected"][role] = attenuation_corrected(out["delta"][role], repro)
         out["by_method"][role] = {
             m: float(per[[j for j, r in enumerate(raw_rows) if r["method"] == m]].mean())
@@ -287,6 +303,7 @@ def run_h3(run: _Run) -> dict[str, Any]:
                       "H3: stability under compression (±SEM)", zero_line=False)
     out["figure"] = "h3_delta.png"
     out["n_images"], out["skipped"], out["skipped_ids"] = len(triples), len(skipped), skipped
+    out["n_repeat"] = len(rep)
     d, dc = out["delta"], out["delta_corrected"]
     for role in ("source", "target"):  # the claim's margins, on the same frames: a paired difference
         out["gap"][role] = float((per_model[role] - per_model["det"]).mean())

@@ -99,6 +99,7 @@ class TrainConfig:
     batch_size: int = 64  # per process (global batch = batch_size * world size)
     eval_batch_size: int = 128
     num_workers: int = 0
+    cache_mb: float = 512  # aligned faces kept in memory per loader process, without augmentation (0: off)
     amp: Literal["none", "bf16", "fp16"] = "none"  # fp16 only on CUDA
     channels_last: bool = False
     seed: int = 0

@@ -122,7 +122,7 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
         val_rows = [val_rows[int(i * step)] for i in range(cfg.eval_max_rows)]
     i = cfg.input
     augment = build_augment(AugmentConfig(enabled=i.augment), seed=cfg.seed)
-    base = FaceDataset(train_rows, path.parent, geometry=i.geometry(), augment=augment)
+    base = FaceDataset(train_rows, path.parent, geometry=i.geometry(), augment=augment, cache_mb=cfg.cache_mb)
     weights = None
     if cfg.model.role in ("det", "fstmatching") and d.balance == "sampler":
         weights = balance_weights([int(r["label"]) for r in train_rows])

@@ -199,9 +199,12 @@ def train(
         )
     except ValueError as e:
         raise UserError(f"training set too small: {e}; lower batch_size") from None
+    # Persistent workers keep their cache of aligned faces (cfg.cache_mb) from epoch to epoch; the
+    # loader's own generator keeps the global RNG's stream the same whether or not a run resumed.
     loader = torch.utils.data.DataLoader(
         data.train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
-        persistent_workers=False, pin_memory=info.device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0, pin_memory=info.device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     steps_per_epoch = len(sampler)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
