@@ -70,9 +70,9 @@ def demo_blocks(s: dict[str, Any]) -> list[Block]:
               "show what FST-Synth supports, not the paper's numbers on FF++. **SEM** is the standard error over "
               "the analysed images (it includes Shapley estimator noise); **estimator noise** is the part caused "
               "by the Shapley sampling alone (maps redrawn from their per-cell stderr). Neither includes the "
-              "variation between training runs, which on the tiny preset is larger: other training seeds "
-              "reversed the H1 and H2 verdicts (RESULTS.md). Read one run's verdicts as anecdotes; "
-              "`fstmatch demo --seeds 0 1 2` judges each claim across independently trained models."),
+              "variation between training runs, which is often larger: on the laptop preset, seed 0's H1 and H2 "
+              "verdicts differ from those of a ten-seed study. Read one run's verdicts as anecdotes; "
+              "`fstmatch demo --seeds 0 1 2 3 4 5 6 7 8 9` judges each claim across independently trained models."),
         ("h", 2, "What was run"),
         ("p", f"Data: {d['videos']} videos ({d['identities']} identities; methods {', '.join(d['methods'])}), "
               f"{d['frames']} face crops ({', '.join(f'{k} {v}' for k, v in d['frames_by_split'].items())}). "
