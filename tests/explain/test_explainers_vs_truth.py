@@ -3,7 +3,6 @@ c23 with ground-truth masks, width-4 ResNets), ``--quick`` with two explainers."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,14 +12,10 @@ import pytest
 
 from fstmatch.models import create_model, save_model
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "explainers_vs_truth.py"
-
+from ._benchmarks import load_benchmark
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("explainers_vs_truth", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("explainers_vs_truth")
 
 
 def _landmarks() -> list[list[float]]:

@@ -3,7 +3,6 @@ the trace cells, against exact lifts and top shares."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,14 +11,10 @@ import pytest
 
 from fstmatch.explain.mapfile import MapSet, write_maps
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "truth_under_compression.py"
-
+from ._benchmarks import load_benchmark
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("truth_under_compression", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("truth_under_compression")
 
 
 def _write(folder: Path, comp: str, values: np.ndarray, masks: np.ndarray | None) -> None:

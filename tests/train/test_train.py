@@ -87,6 +87,11 @@ def test_resume_with_a_persistent_caching_worker_reaches_the_same_weights(tiny_m
         assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
 
 
+def test_negative_face_cache_is_refused_by_name(tiny_manifest: Path):
+    with pytest.raises(UserError, match=r"cache_mb must be >= 0 .* got -1"):
+        cfg_for(tiny_manifest, "cache_mb=-1")
+
+
 def test_resume_refuses_changed_config_unless_forced(tiny_manifest: Path, tmp_path: Path):
     run = tmp_path / "r"
     cfg = cfg_for(tiny_manifest, "max_steps=2", "eval_every=0")

@@ -276,18 +276,20 @@ def run_h3(run: _Run) -> dict[str, Any]:
     keep = [i for i, r in enumerate(run.chosen) if r["id"] not in missing]
     raw_rows = [a for a, _, _ in triples]
     rep = _even_per_method(raw_rows, cfg.repeat_images)
-    versions = {"raw_repeat": ([raw_rows[i] for i in rep], run.images[[keep[i] for i in rep]])}
+    repeat_rows = [raw_rows[i] for i in rep]
+    # comp -> (rows, images, the raw rows whose labels they are explained for)
+    versions = {"raw_repeat": (repeat_rows, run.images[[keep[i] for i in rep]], repeat_rows)}
     for comp, col in (("c23", 1), ("c40", 2)):
         rows = [tr[col] for tr in triples]
         images, _ = load_images(rows, run.root, run.geometry, landmarks_from=raw_rows)
-        versions[comp] = (rows, images)
+        versions[comp] = (rows, images, raw_rows)
     out: dict[str, Any] = {k: {} for k in ("delta", "sem", "noise", "reproducibility", "delta_corrected",
                                            "by_method", "gap", "gap_sem", "gap_corrected")}
     per_model: dict[str, np.ndarray] = {}
     for k, role in enumerate(H3_MODELS):
         raw = _sub(run.maps(role), keep)
-        again, c23, c40 = (run.maps(role, comp, rows, images, labels_from=rows if comp == "raw_repeat" else raw_rows,
-                                    seed_offset=1) for comp, (rows, images) in versions.items())
+        again, c23, c40 = (run.maps(role, comp, rows, images, labels_from=labels, seed_offset=1)
+                           for comp, (rows, images, labels) in versions.items())
         per = stability_per_image(raw.values, c23.values, c40.values)
         out["delta"][role], out["sem"][role] = float(per.mean()), sem(per)
         out["noise"][role] = _noise(lambda a, b, c: float(stability_per_image(a, b, c).mean()),

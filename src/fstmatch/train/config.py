@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fstmatch.data.geometry import Geometry
+from fstmatch.errors import UserError
 
 Role = Literal["det", "source", "target", "fstmatching"]
 
@@ -108,3 +109,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints (0: end of every epoch only)
     eval_every: int = 1  # epochs between validations (0: never)
     eval_max_rows: int | None = 2000  # cap on validation rows (an even subsample); null: all
+
+    def __post_init__(self) -> None:
+        if self.cache_mb < 0:
+            raise UserError(f"cache_mb must be >= 0 (MiB of faces a loader process keeps; 0: off), got {self.cache_mb}")
