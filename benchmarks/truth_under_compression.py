@@ -29,14 +29,11 @@ COMPS = ("raw", "c23", "c40")
 ROLES = ("det", "source", "target", "det_paired", "det_unpaired", "fstmatching")
 
 
-def _frame(info: dict) -> tuple[str, str, int]:
-    return str(info.get("method")), str(info.get("video")), int(info.get("frame", -1))
-
-
 def seed_scores(maps_dir: Path, role: str) -> dict[str, dict[str, float]] | None:
     """``{comp: {"lift", "top_share", "n"}}`` of ``role``'s maps in ``maps_dir``; None when its raw
     maps (with masks) are missing."""
     from fstmatch.explain.mapfile import read_maps
+    from fstmatch.hypotheses.per_image import frame_key
     from fstmatch.hypotheses.truth import ROLE_REGION, region_fractions, truth_score
 
     raw_path = maps_dir / f"{role}__raw.npz"
@@ -47,14 +44,14 @@ def seed_scores(maps_dir: Path, role: str) -> dict[str, dict[str, float]] | None
         return None
     grid = raw.values.shape[-1]
     fractions = region_fractions(raw.masks.astype(np.float64) / 255.0, grid)[ROLE_REGION[role]]
-    index = {_frame(i): k for k, i in enumerate(raw.info)}
+    index = {frame_key(i): k for k, i in enumerate(raw.info)}
     out: dict[str, dict[str, float]] = {}
     for comp in COMPS:
         path = maps_dir / f"{role}__{comp}.npz"
         if not path.is_file():
             continue
         m = read_maps(path)
-        rows = [index.get(_frame(i)) for i in (m.info or [])]
+        rows = [index.get(frame_key(i)) for i in (m.info or [])]
         keep = [j for j, k in enumerate(rows) if k is not None]
         if not keep:
             continue
@@ -73,21 +70,13 @@ def seed_scores(maps_dir: Path, role: str) -> dict[str, dict[str, float]] | None
     return out
 
 
-def _t_interval(x: np.ndarray) -> tuple[float, float, float]:
-    from fstmatch.hypotheses.stats import t_quantile
-
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
-        return (float(x.mean()) if len(x) else float("nan"), float("nan"), float("nan"))
-    half = t_quantile(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path, help="a demo folder (with verify/) or a study folder (with seed-*/)")
     ap.add_argument("--out", type=Path, help="write the per-seed and aggregate numbers here (JSON)")
     args = ap.parse_args(argv)
+    from fstmatch.hypotheses.stats import between_seeds
+    from fstmatch.hypotheses.truth import ROLE_REGION
 
     seeds = sorted(args.folder.glob("seed-*/verify/maps")) or [args.folder / "verify" / "maps"]
     seeds = [s for s in seeds if s.is_dir()]
@@ -100,18 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         got = [v[role] for v in per_seed.values() if v[role]]
         if not got:
             continue
-        from fstmatch.hypotheses.truth import ROLE_REGION
-
         print(f"\n{role + ' on ' + ROLE_REGION[role]:24s}" + "   ".join(f"{c:>24s}" for c in COMPS))
         summary[role] = {}
         for key in ("lift", "top_share"):
             cells, summary[role][key] = [], {}
             for comp in COMPS:
-                vals = np.array([g[comp][key] for g in got if comp in g], dtype=float)
-                if not len(vals):
+                vals = [g[comp][key] for g in got if comp in g]
+                if not vals:
                     cells.append(f"{'-':>24s}")
                     continue
-                mean, lo, hi = _t_interval(vals)
+                agg = between_seeds(vals)
+                mean, lo, hi = agg["mean"], agg["low"], agg["high"]
                 summary[role][key][comp] = [mean, lo, hi]
                 cells.append(f"{mean:7.3f} [{lo:6.3f}, {hi:6.3f}]")
             print(f"  {key:22s}" + "   ".join(cells))
