@@ -127,7 +127,7 @@ def dump_walks(model, images, targets, grid: int, n_walks: int, batch: int, out:
     base = [torch.randperm(p, generator=gen) for _ in range(n_walks // 2)]
     orders = torch.stack([o for b in base for o in (b, b.flip(0))])
     t0 = time.perf_counter()
-    with _utils.prepared_model(model, optimize=True, dtype=None, device=images.device, probe=images[:1]) as (fn, dt):
+    with _utils.prepared_model(model, optimize=True, dtype=None, device=images.device, probe=images[:1]) as (fn, dt, _):
         vf = _utils.ValueFunction(fn, images, torch.zeros_like(images), targets, grid, batch_size=batch,
                                   input_dtype=dt, channels_last=True)
         ids = torch.arange(images.shape[0])

@@ -165,7 +165,7 @@ def main() -> None:
     den = float(((t_val**2).sum(1) - t_var).sum())
     print(f"truth relative error (its own stderr): {math.sqrt(t_var.sum() / den):.3f}", file=sys.stderr)
     names = [m for m in args.methods.split(",") if m] + [p for p in args.peers.split(",") if p]
-    with _utils.prepared_model(model, optimize=True, dtype=None, device=torch.device("cpu"), probe=images[:1]) as (fn, _):
+    with _utils.prepared_model(model, optimize=True, dtype=None, device=torch.device("cpu"), probe=images[:1]) as (fn, _, _):
         report = {"game": args.name, "grid": g, "images": ids, "targets": targets.tolist(),
                   "truth_rel_error": math.sqrt(t_var.sum() / den), "budgets": {}}
         for bmul in [int(b) for b in args.budgets.split(",")]:

@@ -191,3 +191,62 @@ def test_old_keywords_still_work_with_a_deprecation_warning() -> None:
         shapley(game, x, 0, grid=2, estimator="exact", method="exact")
     with pytest.raises(TypeError, match="unexpected keyword"):
         shapley(game, x, 0, grid=2, n_perm=3)
+
+
+def _resnet(seed: int) -> nn.Module:
+    from fstmatch.models import create_model
+
+    torch.manual_seed(seed)
+    net = create_model("resnet18", num_classes=3, width=8).eval()
+    for m in net.modules():  # non-trivial BN statistics, so that folding has work to do
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_input_normalisation_is_hoisted_exactly() -> None:
+    """The optimised path normalises images and baselines once, not each masked batch: the maps are
+    bit for bit those of the same path normalising inside the model, and the model is untouched."""
+    from fstmatch.explain import _utils
+    from fstmatch.models.layers import ImageNormalize
+
+    net = _resnet(4)
+    x = torch.rand(3, 3, 32, 32)
+    stripped, norm = _utils.hoist_input_normalize(net, x[:1])
+    assert isinstance(norm, ImageNormalize) and isinstance(net.normalize, ImageNormalize)
+    assert not any(isinstance(m, ImageNormalize) for m in stripped.modules())
+    with torch.no_grad():
+        assert torch.equal(stripped(norm(x)), net(x))
+    hoisted = shapley(net, x, [0, 1, 2], grid=4, budget=4, baselines="blur")
+    original = _utils.hoist_input_normalize
+    try:
+        _utils.hoist_input_normalize = lambda module, probe, probe_args=(): (module, None)
+        inside = shapley(net, x, [0, 1, 2], grid=4, budget=4, baselines="blur")
+    finally:
+        _utils.hoist_input_normalize = original
+    assert torch.equal(hoisted.values, inside.values) and torch.equal(hoisted.stderr, inside.stderr)
+
+
+def test_input_normalisation_stays_when_the_raw_input_is_used_elsewhere() -> None:
+    from fstmatch.explain._utils import hoist_input_normalize
+
+    class RawToo(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _resnet(5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x) + x.mean((1, 2, 3)).unsqueeze(1)  # the raw input also feeds the output
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _resnet(6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.normalize(self.net.normalize(x)).mean((2, 3))  # also normalises a non-input
+
+    probe = torch.rand(1, 3, 32, 32)
+    for model in (RawToo().eval(), Twice().eval(), small_cnn()):
+        assert hoist_input_normalize(model, probe) == (model, None), type(model).__name__

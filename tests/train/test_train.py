@@ -87,6 +87,27 @@ def test_resume_with_a_persistent_caching_worker_reaches_the_same_weights(tiny_m
         assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
 
 
+def test_cached_validation_faces_give_the_same_metrics(tiny_manifest: Path, tmp_path: Path):
+    """The validation faces are decoded once and reused every epoch: the same numbers as decoding them anew."""
+    from fstmatch.train.data import build_train_data
+
+    cached = cfg_for(tiny_manifest, "epochs=2", "cache_mb=64", "input.augment=false", "eval_every=1")
+    uncached = cfg_for(tiny_manifest, "epochs=2", "cache_mb=0", "input.augment=false", "eval_every=1")
+    train(cached, tmp_path / "cached", progress=False)
+    train(uncached, tmp_path / "uncached", progress=False)
+
+    def val_rows(run: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k.startswith("val_") or k == "step"}
+                for r in read_jsonl(run / "log.jsonl") if "val_auc" in r]
+
+    assert len(val_rows(tmp_path / "cached")) == 2
+    assert val_rows(tmp_path / "cached") == val_rows(tmp_path / "uncached")
+    data = build_train_data(cached)
+    assert data.val_set is not None and len(data.val_set) == len(data.val_rows)
+    data.val_set[0]
+    assert data.val_set._cache  # the face stays for the next epoch
+
+
 def test_negative_face_cache_is_refused_by_name(tiny_manifest: Path):
     with pytest.raises(UserError, match=r"cache_mb must be >= 0 .* got -1"):
         cfg_for(tiny_manifest, "cache_mb=-1")

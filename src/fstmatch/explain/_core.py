@@ -240,7 +240,11 @@ def _run_local(
     bar = _progress_bar(total, progress)
     try:
         with _utils.prepared_model(model, optimize=optimize, dtype=dtype, device=device, probe=x[:1],
-                                   probe_args=forward_args.rows(torch.zeros(1, dtype=torch.long))) as (fn, in_dtype):
+                                   probe_args=forward_args.rows(torch.zeros(1, dtype=torch.long)),
+                                   hoist_normalize=True) as (fn, in_dtype, normalize):
+            if normalize is not None:  # per pixel: normalising before masking gives the same inputs
+                with torch.no_grad():
+                    x, base = normalize(x), normalize(base)
             walker = (_incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
                       if method == "permutation" and optimize and grid is not None and not forward_args else None)
             vf = ValueFunction(

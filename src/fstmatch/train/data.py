@@ -25,6 +25,8 @@ class TrainData:
     val_rows: list[dict[str, Any]]
     train_set: torch.utils.data.Dataset
     sample_weights: list[float] | None  # for the balancing sampler, or None
+    #: the validation faces, built once so that its cache (cfg.cache_mb) lasts across epochs; None: no rows
+    val_set: torch.utils.data.Dataset | None = None
 
 
 def num_identities(rows: list[dict[str, Any]]) -> int:
@@ -126,4 +128,6 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
     weights = None
     if cfg.model.role in ("det", "fstmatching") and d.balance == "sampler":
         weights = balance_weights([int(r["label"]) for r in train_rows])
-    return TrainData(path.parent, rows, train_rows, val_rows, SeededItems(base), weights)
+    val_set = (FaceDataset(val_rows, path.parent, geometry=i.geometry(), augment=None, cache_mb=cfg.cache_mb)
+               if val_rows else None)
+    return TrainData(path.parent, rows, train_rows, val_rows, SeededItems(base), weights, val_set)

@@ -40,16 +40,20 @@ def model_role(model: nn.Module) -> str:
 def predict(
     model: nn.Module, rows: list[dict[str, Any]], root: str | Path, *, role: str, geometry: Geometry | None = None,
     batch_size: int = 128, device: torch.device | str = "cpu", amp: str = "none", num_workers: int = 0,
-    progress: bool = True,
+    progress: bool = True, dataset: torch.utils.data.Dataset | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-row outputs: ``prob`` (P(fake)) for detectors, ``pred_<head>`` top-1 ids for identity heads.
-    Faces are aligned with ``geometry`` (``None``: ``Geometry()``, see :func:`fstmatch.data.load_face`)."""
+    Faces are aligned with ``geometry`` (``None``: ``Geometry()``, see :func:`fstmatch.data.load_face`).
+    ``dataset``: the faces of ``rows`` already wrapped (e.g. a training run's cached validation
+    faces), item ``i`` being row ``i`` unaugmented; ``geometry`` is then unused."""
     from tqdm import tqdm
 
     from fstmatch.data import FaceDataset
 
     device = torch.device(device)
-    ds = FaceDataset(rows, Path(root), geometry=geometry, augment=None)
+    if dataset is not None and len(dataset) != len(rows):  # type: ignore[arg-type]
+        raise ValueError(f"dataset has {len(dataset)} items for {len(rows)} rows")  # type: ignore[arg-type]
+    ds = dataset if dataset is not None else FaceDataset(rows, Path(root), geometry=geometry, augment=None)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
                 if amp != "none" else contextlib.nullcontext())

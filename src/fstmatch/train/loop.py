@@ -346,8 +346,8 @@ def _validate(model: nn.Module, data: Any, cfg: TrainConfig, device: torch.devic
     out: dict[str, float] = {}
     if main:
         res = evaluate(model, data.val_rows, data.root, role=cfg.model.role, geometry=cfg.input.geometry(),
-                       batch_size=cfg.eval_batch_size,
-                       device=device, amp=cfg.amp, progress=False)
+                       batch_size=cfg.eval_batch_size, device=device, amp=cfg.amp, progress=False,
+                       dataset=data.val_set)
         o = res["overall"]
         for k in ("auc", "acc", "video_auc", "source_acc", "target_acc", "identity_acc"):
             if o.get(k) is not None:
