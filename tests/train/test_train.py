@@ -217,3 +217,15 @@ def test_fstmatching_bf16_loss_balance_and_test_heads(tiny_manifest: Path, tmp_p
     assert {"auc", "video_auc", "source_acc", "target_acc"} <= set(overall)
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train(cfg_for(tiny_manifest, "amp=fp16", "device=cpu"), tmp_path / "fp16", progress=False)
+
+
+def test_predict_refuses_a_dataset_that_is_not_its_rows(tiny_manifest: Path):
+    from fstmatch.data import FaceDataset, read_manifest
+    from fstmatch.models import create_model
+    from fstmatch.train.evaluate import predict
+
+    rows = read_manifest(tiny_manifest)[:4]
+    faces = FaceDataset(rows[:3], tiny_manifest.parent)
+    with pytest.raises(ValueError, match=r"dataset has 3 items for 4 rows"):
+        predict(create_model("resnet18", num_classes=2, width=8), rows, tiny_manifest.parent, role="det",
+                dataset=faces, progress=False)

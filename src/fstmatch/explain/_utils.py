@@ -300,21 +300,14 @@ def hoist_input_normalize(module: nn.Module, probe: torch.Tensor, probe_args: tu
     def hook(mod, inp):
         seen.setdefault(mod, set()).add(inp[0] is probe)
 
-    handles = [m.register_forward_pre_hook(hook) for m in norms]
-    try:
-        with torch.inference_mode():
-            reference = module(probe, *probe_args)
-    finally:
-        for h in handles:
-            h.remove()
+    reference = _hooked_forward(module, probe, probe_args, [m.register_forward_pre_hook(hook) for m in norms])
     first = [m for m, kinds in seen.items() if kinds == {True}]
     if not first or any(kinds == {True, False} for kinds in seen.values()) or not isinstance(reference, torch.Tensor):
         return module, None
     norm = first[0]
     if any(not (torch.equal(m.mean, norm.mean) and torch.equal(m.std, norm.std)) for m in first):
         return module, None
-    stripped = copy.deepcopy(module)
-    twin = dict(zip(module.modules(), stripped.modules()))  # deepcopy keeps the module order
+    stripped, twin = _twin_copy(module)
     _to_identity(stripped, {twin[m] for m in first})
     with torch.inference_mode():
         hoisted = copy.deepcopy(norm)
@@ -351,11 +344,8 @@ def fold_batchnorm(module: nn.Module, probe: torch.Tensor, probe_args: tuple = (
     handles = [m.register_forward_hook(conv_hook) for m in module.modules() if type(m) is nn.Conv2d]
     handles += [m.register_forward_pre_hook(bn_hook) for m in bns]
     try:
-        with torch.inference_mode():
-            reference = module(probe, *probe_args)
+        reference = _hooked_forward(module, probe, probe_args, handles)
     finally:
-        for h in handles:
-            h.remove()
         outputs.clear()
     folds = {bn: next(iter(convs)) for bn, convs in pairs.items() if len(convs) == 1 and None not in convs}
     used = list(folds.values())
@@ -363,8 +353,7 @@ def fold_batchnorm(module: nn.Module, probe: torch.Tensor, probe_args: tuple = (
              if used.count(conv) == 1 and calls.get(conv) == calls.get(bn) and conv.out_channels == bn.num_features}
     if not folds or not isinstance(reference, torch.Tensor):
         return module
-    folded = copy.deepcopy(module)
-    twin = dict(zip(module.modules(), folded.modules()))  # deepcopy keeps the module order
+    folded, twin = _twin_copy(module)
     for bn, conv in folds.items():
         _fold_into(twin[conv], twin[bn])
     _to_identity(folded, {twin[bn] for bn in folds})
@@ -374,6 +363,22 @@ def fold_batchnorm(module: nn.Module, probe: torch.Tensor, probe_args: tuple = (
     if out.shape != reference.shape or not torch.allclose(out, reference, rtol=1e-3, atol=1e-4 * scale):
         return module
     return folded
+
+
+def _hooked_forward(module: nn.Module, probe: torch.Tensor, probe_args: tuple, handles: list) -> object:
+    """``module(probe, *probe_args)`` in inference mode with the hooks of ``handles``, removed after."""
+    try:
+        with torch.inference_mode():
+            return module(probe, *probe_args)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _twin_copy(module: nn.Module) -> tuple[nn.Module, dict[nn.Module, nn.Module]]:
+    """A deep copy of ``module`` and the map from each of its submodules to the copy's twin."""
+    twin = copy.deepcopy(module)
+    return twin, dict(zip(module.modules(), twin.modules()))  # deepcopy keeps the module order
 
 
 def _to_identity(root: nn.Module, modules: set[nn.Module]) -> None:
