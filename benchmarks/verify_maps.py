@@ -1,16 +1,20 @@
-"""Verify's Shapley maps on a trained run: the input normalisation hoisted out of the masked batches
-(the engine's default) vs normalised inside the model on every batch (before 2026-12-07).
+"""Verify's Shapley maps on a trained run, three ways side by side: the engine's default (input
+normalisation hoisted, stem convolution from per-cell contributions), the hoist alone, and neither
+(normalised inside the model, every masked input through the full model: before 2026-12-07).
 
-The engine masks thousands of inputs per face; a model's first op, :class:`ImageNormalize`, is per
+The engine masks thousands of inputs per face. A model's first op, :class:`ImageNormalize`, is per
 pixel, so ``shapley`` normalises images and baselines once and runs a copy without it
-(``fstmatch.explain._utils.hoist_input_normalize``). This times both ways side by side, rounds
-interleaved, one thread, on test faces of a demo run, and checks that their maps are bit-identical.
+(``fstmatch.explain._utils.hoist_input_normalize``: exact). Its first convolution is linear, so the
+copy takes the stem's output of a masked input from per-cell contributions instead of convolving it
+(``fstmatch.explain._stem``: equal up to float rounding). This times the three ways, rounds
+interleaved, one thread, on test faces of a demo run; it checks that the hoist's maps are
+bit-identical to the plain ones and prints the stem's largest difference relative to the maps' scale.
 
 Usage::
 
     python benchmarks/verify_maps.py DEMO/seed-0/runs/det DEMO/prep/manifest.jsonl --images 32 --repeats 3
 
-Prints per-way medians (seconds per call of ``--images`` maps), the ratio, and whether the maps match.
+Prints per-way medians (seconds per call of ``--images`` maps), the ratios, and how the maps compare.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fstmatch.data import read_manifest
-from fstmatch.explain import _utils, shapley
+from fstmatch.explain import _stem, _utils, shapley
 from fstmatch.hypotheses.maps import load_images, target_key
 from fstmatch.models import load_model
 from fstmatch.train import load_run_config
@@ -51,29 +55,41 @@ def main(argv: list[str] | None = None) -> None:
     x, _ = load_images(rows, args.manifest.parent, cfg.input.geometry())
     key = target_key(cfg.model.role)  # the class verify explains: the label, or the identity
     targets = torch.tensor([int(r[key]) for r in rows])
-    hoist = _utils.hoist_input_normalize
+    hoist, find = _utils.hoist_input_normalize, _stem.StemMasker.__dict__["find"]
 
-    def maps(hoisted: bool) -> tuple[float, torch.Tensor]:
-        _utils.hoist_input_normalize = hoist if hoisted else (lambda module, probe, probe_args=(): (module, None))
+    def no_hoist(module, probe, probe_args=()):
+        return module, None
+
+    no_stem = classmethod(lambda cls, *a, **k: None)
+    ways = {"plain": (no_hoist, no_stem), "hoisted": (hoist, no_stem), "default": (hoist, find)}
+
+    def maps(way: str) -> tuple[float, torch.Tensor]:
+        _utils.hoist_input_normalize, _stem.StemMasker.find = ways[way]
         try:
             t0 = time.perf_counter()
             res = shapley(model, x, targets, grid=args.grid, budget=args.budget, batch_size=args.batch_size, seed=0)
             return time.perf_counter() - t0, res.values
         finally:
-            _utils.hoist_input_normalize = hoist
+            _utils.hoist_input_normalize, _stem.StemMasker.find = hoist, find
 
-    maps(True)  # warm-up
-    times: dict[bool, list[float]] = {True: [], False: []}
-    values: dict[bool, torch.Tensor] = {}
+    maps("default")  # warm-up
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    values: dict[str, torch.Tensor] = {}
     for _ in range(args.repeats):
-        for hoisted in (False, True):
-            seconds, values[hoisted] = maps(hoisted)
-            times[hoisted].append(seconds)
-    inside, hoisted_ = statistics.median(times[False]), statistics.median(times[True])
+        for way in ways:
+            seconds, values[way] = maps(way)
+            times[way].append(seconds)
+    med = {w: statistics.median(t) for w, t in times.items()}
+    scale = float(values["plain"].abs().max()) or 1.0
+    stem_diff = float((values["default"] - values["plain"]).abs().max()) / scale
     print(f"{len(rows)} maps a call, {args.grid}x{args.grid}, {args.budget} orderings' worth, 1 thread, "
-          f"median of {args.repeats}: normalised in every batch {inside:.2f} s, hoisted {hoisted_:.2f} s, "
-          f"ratio {inside / hoisted_:.2f}x; maps bit-identical: {torch.equal(values[True], values[False])}")
-    print("rounds (inside, hoisted):", [f"{a:.2f}/{b:.2f}" for a, b in zip(times[False], times[True])])
+          f"median of {args.repeats}: plain {med['plain']:.2f} s, hoisted {med['hoisted']:.2f} s, "
+          f"default (hoist + stem) {med['default']:.2f} s; ratios plain/hoisted {med['plain'] / med['hoisted']:.2f}x, "
+          f"plain/default {med['plain'] / med['default']:.2f}x")
+    print(f"hoisted maps bit-identical to plain: {torch.equal(values['hoisted'], values['plain'])}; "
+          f"default vs plain: largest difference {stem_diff:.1e} of the maps' largest value")
+    print("rounds (plain/hoisted/default):",
+          [f"{a:.2f}/{b:.2f}/{c:.2f}" for a, b, c in zip(times["plain"], times["hoisted"], times["default"])])
 
 
 if __name__ == "__main__":

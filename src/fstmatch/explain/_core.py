@@ -247,10 +247,14 @@ def _run_local(
                     x, base = normalize(x), normalize(base)
             walker = (_incremental_walker(fn, x, base, targets, grid, in_dtype, batch_size)
                       if method == "permutation" and optimize and grid is not None and not forward_args else None)
+            stem = None
+            if walker is None and optimize:
+                fn, stem = _stem_masker(fn, x, base, grid, labels, n_players, in_dtype,
+                                        forward_args.rows(torch.zeros(1, dtype=torch.long)))
             vf = ValueFunction(
                 fn, x, base, targets, grid, batch_size=batch_size, input_dtype=in_dtype,
                 channels_last=optimize and isinstance(model, nn.Module), progress=bar.update if bar else None,
-                walker=walker, labels=labels, forward_args=forward_args, single_output=single_output,
+                walker=walker, labels=labels, forward_args=forward_args, single_output=single_output, stem=stem,
             )
             if method == "exact":
                 est = _exact(vf, n, n_players)
@@ -288,6 +292,21 @@ def _incremental_walker(fn, x: torch.Tensor, base: torch.Tensor, targets: torch.
                                        walks_per_batch=min(batch_size, _incremental.WALKS_PER_BATCH))
     worth_it = walker.step_cost <= _incremental.MAX_STEP_COST and walker.forward_macs >= _incremental.MIN_FORWARD_MACS
     return walker if walker.n_incremental > 0 and worth_it else None
+
+
+def _stem_masker(fn, x: torch.Tensor, base: torch.Tensor, grid: int | None, labels: torch.Tensor | None,
+                 n_players: int, in_dtype: torch.dtype | None, probe_args: tuple):
+    """``(fn, None)``, or a copy of ``fn`` whose stem convolutions read the masked inputs' outputs from
+    ``_stem.StemMasker`` (CPU, in the images' float dtype). On a GPU the batched convolution is cheap."""
+    from fstmatch.explain._stem import StemMasker
+
+    if x.device.type != "cpu" or in_dtype is not None or not isinstance(fn, nn.Module):
+        return fn, None
+    if labels is not None:
+        shared = labels.shape[0] == 1 or labels.stride(0) == 0
+        labels = labels[0].reshape(-1) if shared else labels.reshape(x.shape[0], -1)
+    found = StemMasker.find(fn, probe_args, x, base.expand_as(x), labels, grid, n_players)
+    return found if found is not None else (fn, None)
 
 
 def _planned_forwards(method: str, n: int, p: int, m: int, antithetic: bool, max_stderr: float | None) -> int:

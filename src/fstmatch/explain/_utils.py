@@ -442,6 +442,7 @@ class ValueFunction:
         labels: torch.Tensor | None = None,
         forward_args: ForwardArgs | None = None,
         single_output: bool = False,
+        stem=None,
     ) -> None:
         self.fn = fn
         # kept in the format the model runs in, so that masking writes its input directly
@@ -469,6 +470,8 @@ class ValueFunction:
         self._checked = False
         #: optional incremental evaluator of walks (``_incremental.ResNetWalker``); None: full forwards
         self.walker = walker
+        #: optional ``_stem.StemMasker``: fills ``fn``'s stem slots from coalitions (no masked images)
+        self.stem = stem
 
     def evaluate(self, image_ids: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         """``v`` for every (image, coalition) pair: image_ids (A,) long, coalitions (K, G*G) bool ->
@@ -495,19 +498,12 @@ class ValueFunction:
 
     def _forward(self, idx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         b = idx.numel()
-        g, (ch, cw) = self.grid, self.cell
-        dev = self.images.device
-        cpu_idx, idx = idx, idx.to(dev)
-        if self.labels is None:
-            pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
+        cpu_idx, idx = idx, idx.to(self.images.device)
+        if self.stem is not None:
+            self.stem.fill(cpu_idx, masks)
+            x = self.stem.model_input(b)
         else:
-            keep = masks.to(dev)[:, self.labels] if self.shared_labels else masks.to(dev).gather(1, self.labels[idx])
-            pix = keep.view(b, 1, *self.images.shape[-2:])
-        x = torch.where(pix, self.images[idx], self.baselines[idx])
-        if self.input_dtype is not None:
-            x = x.to(self.input_dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = self._masked_input(idx, masks)
         with torch.inference_mode():
             logits = self.fn(x, *self.forward_args.rows(cpu_idx)) if self.forward_args else self.fn(x)
         if isinstance(logits, torch.Tensor) and logits.ndim == 1 and logits.shape[0] == b:
@@ -537,3 +533,20 @@ class ValueFunction:
         if self.progress is not None:
             self.progress(b)
         return value.cpu()
+
+    def _masked_input(self, idx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The masked images, (B, C, H, W) in the model's dtype and memory format: idx (B,) long on the
+        images' device, masks (B, P) bool."""
+        b, g, (ch, cw) = idx.numel(), self.grid, self.cell
+        dev = self.images.device
+        if self.labels is None:
+            pix = masks.to(dev).view(b, 1, g, 1, g, 1).expand(b, 1, g, ch, g, cw).reshape(b, 1, g * ch, g * cw)
+        else:
+            keep = masks.to(dev)[:, self.labels] if self.shared_labels else masks.to(dev).gather(1, self.labels[idx])
+            pix = keep.view(b, 1, *self.images.shape[-2:])
+        x = torch.where(pix, self.images[idx], self.baselines[idx])
+        if self.input_dtype is not None:
+            x = x.to(self.input_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
