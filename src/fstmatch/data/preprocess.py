@@ -37,6 +37,7 @@ from fstmatch.data.manifest import Row, row_id, sort_key
 from fstmatch.data.video import VideoError, decode_frames
 from fstmatch.errors import UserError
 from fstmatch.utils.io import atomic_path, atomic_write_json, write_jsonl
+from fstmatch.utils.procs import die_with_parent
 
 LAYOUT_HELP = (
     "expected an FF++ layout: ROOT/original_sequences/youtube/<raw|c23|c40>/videos/<A>.mp4, "
@@ -151,6 +152,7 @@ _DETECTOR: LandmarkDetector | None = None
 
 
 def _init_worker() -> None:
+    die_with_parent()
     cv2.setNumThreads(1)  # parallelism comes from the processes
 
 

@@ -128,7 +128,9 @@ def shapley(
             every player's standard error is below this (per image), or the cap is reached.
         progress: show a tqdm bar (forwards) on stderr.
         optimize: run a deep copy with BatchNorm folded into convolutions and channels_last memory
-            format (same values up to float rounding); False calls the model as given.
+            format, the input normalisation hoisted out of the masked batches and, on CPU, the stem
+            convolution summed from per-cell contributions (docs/explain.md, "Speed"; same values
+            up to float rounding); False calls the model as given.
         distributed: split the images across ``torch.distributed`` ranks and gather the result on
             every rank (all ranks must pass the same images). ``None``: when a process group with
             more than one rank is initialised.

@@ -42,6 +42,7 @@ from fstmatch.errors import UserError
 from fstmatch.explain.mapfile import FORMAT_VERSION as MAP_FORMAT
 from fstmatch.hypotheses.protocol import DETECTION, RUNS, train_config, train_run
 from fstmatch.utils.io import atomic_write_json
+from fstmatch.utils.procs import die_with_parent
 
 #: The preset ``make demo`` and ``fstmatch demo`` run.
 DEFAULT_PRESET = "laptop"
@@ -143,7 +144,8 @@ class Stages:
             return
         if cost is not None:
             todo.sort(key=lambda job: -cost(job[0]))
-        with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        with cf.ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                    initializer=die_with_parent) as pool:
             futures = {}
             for name, fp, fn in todo:
                 self.count += 1
@@ -377,7 +379,7 @@ def _run_study(cfg: DemoConfig, preset: str, out: Path, seeds: tuple[int, ...],
                                              None if data is None else data, data_seconds, label=f"seed-{job[3]}")
                 bar.update()
         else:
-            with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=die_with_parent) as pool:
                 futures = {pool.submit(_seed_job, job): job[3] for job in payload}
                 for fut in cf.as_completed(futures):
                     summaries[futures[fut]] = fut.result()

@@ -164,6 +164,9 @@ def _write_video(root: Path, cfg: SynthConfig, seed: int, job: VideoJob) -> bool
 def _worker_init() -> None:
     import cv2
 
+    from fstmatch.utils.procs import die_with_parent
+
+    die_with_parent()
     cv2.setNumThreads(1)  # the pool parallelises across videos
 
 
