@@ -125,6 +125,9 @@ def test_refused_where_the_input_is_read_elsewhere_or_it_would_not_pay() -> None
     assert _stem.StemMasker.find(StemNet(kernel=1), (), x, b, None, 4, 16) is None
     # 1-px cells: a 7x7 window sees 49 players, more than 147 multiply-adds can pay for
     assert _stem.StemMasker.find(StemNet(), (), x, b, None, 32, 1024) is None
+    same = StemNet()
+    same.stems[0] = nn.Conv2d(3, 6, 7, padding="same").eval()  # padding given as a string
+    assert _stem.StemMasker.find(same, (), x, b, None, 4, 16) is None
     # no convolution reads the input
     assert _stem.StemMasker.find(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2)).eval(), (), x, b,
                                  None, 4, 16) is None

@@ -136,6 +136,8 @@ class StemMasker:
 
         reference = _hooked_forward(fn, probe, probe_args, [m.register_forward_pre_hook(hook) for m in convs])
         stems = [m for m, seen in calls.items() if seen == [True]]
+        if any(isinstance(m.padding, str) for m in stems):  # "same"/"valid": unfold needs numbers
+            return None
         if not stems or not isinstance(reference, Tensor) or any(True in seen and len(seen) > 1 for seen in calls.values()):
             return None
         copy_, twin = _twin_copy(fn)
