@@ -304,10 +304,8 @@ def _stem_masker(fn, x: torch.Tensor, base: torch.Tensor, grid: int | None, labe
 
     if x.device.type != "cpu" or in_dtype is not None or not isinstance(fn, nn.Module):
         return fn, None
-    if labels is not None:
-        shared = labels.shape[0] == 1 or labels.stride(0) == 0
-        labels = labels[0].reshape(-1) if shared else labels.reshape(x.shape[0], -1)
-    found = StemMasker.find(fn, probe_args, x, base.expand_as(x), labels, grid, n_players)
+    found = StemMasker.find(fn, probe_args, x, base.expand_as(x), _utils.flat_labels(labels, x.shape[0])[0], grid,
+                            n_players)
     return found if found is not None else (fn, None)
 
 

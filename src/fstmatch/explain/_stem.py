@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fstmatch.explain._utils import _hooked_forward, _twin_copy
+from fstmatch.explain._utils import _hooked_forward, _twin_copy, replace_children
 
 #: Use the slots only where a position's K kept contributions cost at most this fraction of the
 #: convolution's multiply-adds per output value (C_in * k_h * k_w / groups).
@@ -141,11 +141,8 @@ class StemMasker:
         if not stems or not isinstance(reference, Tensor) or any(True in seen and len(seen) > 1 for seen in calls.values()):
             return None
         copy_, twin = _twin_copy(fn)
-        parts = []
-        for conv in stems:
-            slot = StemSlot()
-            _replace(copy_, twin[conv], slot)
-            parts.append(_Stem(twin[conv], slot))
+        parts = [_Stem(twin[conv], StemSlot()) for conv in stems]
+        replace_children(copy_, {p.conv: p.slot for p in parts})
         masker = cls(parts, images, baselines, labels, shared, n_players)
         for s, stem in enumerate(parts):
             if masker._segments(0, s).shape[0] > stem.macs_per_output * MAX_SLOT_FRACTION:
@@ -218,11 +215,3 @@ class StemMasker:
         self._cache[i] = entry
         self._cache_left -= size
         return entry
-
-
-def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    """Put ``new`` wherever ``old`` is a child in ``root``'s tree (in place)."""
-    for parent in root.modules():
-        for name, child in list(parent.named_children()):
-            if child is old:
-                setattr(parent, name, new)

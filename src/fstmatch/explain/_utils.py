@@ -383,10 +383,15 @@ def _twin_copy(module: nn.Module) -> tuple[nn.Module, dict[nn.Module, nn.Module]
 
 def _to_identity(root: nn.Module, modules: set[nn.Module]) -> None:
     """Replace every child of ``root``'s tree that is one of ``modules`` by ``nn.Identity`` (in place)."""
+    replace_children(root, {m: nn.Identity() for m in modules})
+
+
+def replace_children(root: nn.Module, replacements: dict[nn.Module, nn.Module]) -> None:
+    """Put ``replacements[child]`` wherever such a child sits in ``root``'s tree (in place)."""
     for parent in root.modules():
         for name, child in list(parent.named_children()):
-            if child in modules:
-                setattr(parent, name, nn.Identity())
+            if child in replacements:
+                setattr(parent, name, replacements[child])
 
 
 def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -415,6 +420,15 @@ def model_device(model: Model, images: torch.Tensor) -> tuple[torch.device, torc
 
 # ----------------------------------------------------------------------------------------------------
 # The value function
+
+
+def flat_labels(labels: torch.Tensor | None, n: int) -> tuple[torch.Tensor | None, bool]:
+    """A feature mask (N, H, W) as each pixel's player: ``(labels (H*W,), True)`` when all images
+    share one mask (a view, no per-image copy), else ``(labels (N, H*W), False)``; None: the grid."""
+    if labels is None:
+        return None, False
+    shared = labels.shape[0] == 1 or labels.stride(0) == 0
+    return (labels[0].reshape(-1) if shared else labels.reshape(n, -1)), shared
 
 
 class ValueFunction:
@@ -459,10 +473,9 @@ class ValueFunction:
         self.cell = (h // grid, w // grid) if grid is not None else (h, w)
         #: each pixel's player (a feature mask) on the images' device: (H*W,) when all images share
         #: one mask (indexed, no per-image copy), else (N, H*W); None: the grid
-        self.labels = None
-        self.shared_labels = labels is not None and (labels.shape[0] == 1 or labels.stride(0) == 0)
-        if labels is not None:
-            self.labels = (labels[0].reshape(-1) if self.shared_labels else labels.reshape(n, -1)).to(images.device)
+        self.labels, self.shared_labels = flat_labels(labels, n)
+        if self.labels is not None:
+            self.labels = self.labels.to(images.device)
         self.forward_args = forward_args
         #: target=None: the function must have one output per input
         self.single_output = single_output
