@@ -28,6 +28,7 @@ from fstmatch.synth.manipulate import MANIPULATIONS, Scene
 from fstmatch.synth.render import camera, render_face
 from fstmatch.synth.track import make_track
 from fstmatch.utils.io import atomic_path, atomic_write_bytes, atomic_write_json
+from fstmatch.utils.procs import die_with_parent
 
 MARKER = "synth.json"  # OUT/synth.json: preset, seed, resolved config, completion flag
 _OWNED = ("original_sequences", "manipulated_sequences", "splits", MARKER, "contact_sheet.png")
@@ -163,8 +164,6 @@ def _write_video(root: Path, cfg: SynthConfig, seed: int, job: VideoJob) -> bool
 
 def _worker_init() -> None:
     import cv2
-
-    from fstmatch.utils.procs import die_with_parent
 
     die_with_parent()
     cv2.setNumThreads(1)  # the pool parallelises across videos
